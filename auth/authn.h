@@ -1,0 +1,79 @@
+/*
+ * authn.h - the authenticator interface and the union.
+ *
+ * An authenticator looks at a credential and answers one of: an identity,
+ * "not mine" (let the next one try), "rejected" (a definite failure, with a
+ * reason for the log), or "pending" (it parked the caller and will call the
+ * waiter's callback later, on the caller's thread). Reasons are static
+ * strings that never contain the credential.
+ */
+#ifndef FG_AUTHN_H
+#define FG_AUTHN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+
+enum fg_authn_status {
+    FG_AUTHN_OK,
+    FG_AUTHN_NOT_MINE,
+    FG_AUTHN_REJECTED,
+    FG_AUTHN_PENDING,
+};
+
+/* What the caller presented. Pointers borrow from the request. */
+struct fg_credential {
+    const char *bearer; /* the token after "Bearer ", or NULL */
+    size_t bearer_len;
+};
+
+struct fg_authn_result {
+    enum fg_authn_status status;
+    struct fg_identity *identity; /* FG_AUTHN_OK: one reference, owned by the receiver */
+    const char *reason;           /* FG_AUTHN_REJECTED: why, for the log */
+};
+
+struct fg_authn;
+struct fg_authn_waiter;
+
+typedef void (*fg_authn_done_fn)(struct fg_authn_waiter *w, struct fg_authn_result *res);
+
+/*
+ * Embedded in the caller's request. An authenticator that answers
+ * FG_AUTHN_PENDING keeps a pointer to it until it calls `done` or the caller
+ * cancels with fg_authn_cancel().
+ */
+struct fg_authn_waiter {
+    fg_authn_done_fn done;
+    void (*cancel)(struct fg_authn_waiter *w); /* set by the authenticator while pending */
+    void *impl;                               /* authenticator-private */
+    struct fg_authn_waiter *next;             /* authenticator-private list link */
+};
+
+struct fg_authn_ops {
+    enum fg_authn_status (*authenticate)(struct fg_authn *a, const struct fg_credential *cred,
+                                         struct fg_authn_result *res,
+                                         struct fg_authn_waiter *waiter);
+    void (*free)(struct fg_authn *a);
+};
+
+struct fg_authn {
+    const struct fg_authn_ops *ops;
+    char *name;
+    int refs; /* atomic; authenticators are shared by snapshots */
+};
+
+/* Runs one authenticator; see the statuses above. */
+enum fg_authn_status fg_authn_run(struct fg_authn *a, const struct fg_credential *cred,
+                                  struct fg_authn_result *res, struct fg_authn_waiter *waiter);
+/* Stops a pending authentication; its callback will not run. Safe if not pending. */
+void fg_authn_cancel(struct fg_authn_waiter *w);
+
+struct fg_authn *fg_authn_ref(struct fg_authn *a);
+void fg_authn_unref(struct fg_authn *a);
+
+/* Extracts the token of "Authorization: Bearer <token>" (scheme case-insensitive). */
+int fg_bearer_from_header(const char *value, size_t len, const char **tok, size_t *tok_len);
+
+#endif

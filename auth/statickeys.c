@@ -1,0 +1,379 @@
+#include "statickeys.h"
+
+#include "../config/config.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct key {
+    unsigned char hash[32];
+    struct fg_identity *identity;
+};
+
+struct fg_statickeys {
+    struct key *keys;
+    size_t n, cap;
+    uint32_t *slots; /* open addressing over keys: index + 1, 0 = empty */
+    size_t mask;
+};
+
+static uint64_t slot_hash(const unsigned char *h)
+{
+    uint64_t v;
+    memcpy(&v, h, sizeof(v)); /* already uniformly distributed */
+    return v;
+}
+
+static int id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-' || c == '@' || c == '+' || c == '/';
+}
+
+static int group_char(char c)
+{
+    return c > ' ' && c < 0x7f && c != ',';
+}
+
+static void table_insert(uint32_t *slots, size_t mask, uint64_t h, uint32_t v)
+{
+    size_t j = h & mask;
+    while (slots[j] != 0)
+        j = (j + 1) & mask;
+    slots[j] = v;
+}
+
+static uint64_t id_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h ^ (h >> 31);
+}
+
+/* Id of key i without the username prefix. */
+static const char *key_id(const struct fg_statickeys *ks, size_t i, size_t prefix_len)
+{
+    return ks->keys[i].identity->user + prefix_len;
+}
+
+/*
+ * Both tables stay at most half full; the id table only exists while
+ * parsing, to find repeated ids without a quadratic scan.
+ */
+struct parse_tables {
+    uint32_t *ids;
+    size_t prefix_len;
+};
+
+static void grow_tables(struct fg_statickeys *ks, struct parse_tables *pt)
+{
+    if (ks->slots != NULL && (ks->n + 1) * 2 <= ks->mask + 1)
+        return;
+    size_t size = ks->slots ? (ks->mask + 1) * 2 : 64;
+    free(ks->slots);
+    free(pt->ids);
+    ks->slots = fg_calloc(size, sizeof(uint32_t));
+    pt->ids = fg_calloc(size, sizeof(uint32_t));
+    ks->mask = size - 1;
+    for (size_t i = 0; i < ks->n; i++) {
+        const char *id = key_id(ks, i, pt->prefix_len);
+        table_insert(ks->slots, ks->mask, slot_hash(ks->keys[i].hash), (uint32_t)i + 1);
+        table_insert(pt->ids, ks->mask, id_hash(id, strlen(id)), (uint32_t)i + 1);
+    }
+}
+
+static long find_hash(const struct fg_statickeys *ks, const unsigned char *hash)
+{
+    if (ks->slots == NULL)
+        return -1;
+    for (size_t j = slot_hash(hash) & ks->mask; ks->slots[j] != 0; j = (j + 1) & ks->mask)
+        if (CRYPTO_memcmp(ks->keys[ks->slots[j] - 1].hash, hash, 32) == 0)
+            return (long)ks->slots[j] - 1;
+    return -1;
+}
+
+static long find_id(const struct fg_statickeys *ks, const struct parse_tables *pt,
+                    const char *id, size_t n)
+{
+    if (pt->ids == NULL)
+        return -1;
+    for (size_t j = id_hash(id, n) & ks->mask; pt->ids[j] != 0; j = (j + 1) & ks->mask) {
+        const char *other = key_id(ks, pt->ids[j] - 1, pt->prefix_len);
+        if (strlen(other) == n && memcmp(other, id, n) == 0)
+            return (long)pt->ids[j] - 1;
+    }
+    return -1;
+}
+
+/* Parses one non-comment line; returns 0 or adds an error and returns -1. */
+static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const char *file,
+                      int lineno, const char *line, size_t len, const char *prefix,
+                      const char *authn, struct fg_errs *errs)
+{
+    const char *c1 = memchr(line, ':', len);
+    if (c1 == NULL) {
+        fg_errs_add(errs, file, lineno, 1, "expected <key-id>:<sha256-hex>[:group,...]");
+        return -1;
+    }
+    size_t idlen = (size_t)(c1 - line);
+    if (idlen == 0) {
+        fg_errs_add(errs, file, lineno, 1, "empty key id");
+        return -1;
+    }
+    for (size_t i = 0; i < idlen; i++) {
+        if (!id_char(line[i])) {
+            fg_errs_add(errs, file, lineno, (int)i + 1,
+                        "key id may only use letters, digits and . _ - @ + /");
+            return -1;
+        }
+    }
+    const char *hex = c1 + 1;
+    const char *end = line + len;
+    const char *c2 = memchr(hex, ':', (size_t)(end - hex));
+    size_t hexlen = (size_t)((c2 ? c2 : end) - hex);
+    int hexcol = (int)(hex - line) + 1;
+    if (hexlen != 64) {
+        fg_errs_add(errs, file, lineno, hexcol,
+                    "the hash must be 64 hex digits (SHA-256), found %zu characters", hexlen);
+        return -1;
+    }
+    unsigned char hash[32];
+    for (size_t i = 0; i < 32; i++) {
+        int hi = fg_hexval((unsigned char)hex[2 * i]), lo = fg_hexval((unsigned char)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            fg_errs_add(errs, file, lineno, hexcol + (int)(2 * i) + (hi >= 0),
+                        "invalid hex digit in the hash");
+            return -1;
+        }
+        hash[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if (find_id(ks, pt, line, idlen) >= 0) {
+        fg_errs_add(errs, file, lineno, 1, "key id \"%.*s\" is listed twice", (int)idlen, line);
+        return -1;
+    }
+    long dup = find_hash(ks, hash);
+    if (dup >= 0) {
+        fg_errs_add(errs, file, lineno, hexcol,
+                    "this hash is listed twice (key ids \"%s\" and \"%.*s\")",
+                    key_id(ks, (size_t)dup, pt->prefix_len), (int)idlen, line);
+        return -1;
+    }
+    struct fg_buf user = {0};
+    fg_buf_adds(&user, prefix);
+    fg_buf_add(&user, line, idlen);
+    struct fg_identity *id = fg_identity_new(user.data, authn);
+    fg_buf_free(&user);
+    if (c2) {
+        const char *g = c2 + 1;
+        while (g < end) {
+            const char *comma = memchr(g, ',', (size_t)(end - g));
+            const char *gend = comma ? comma : end;
+            if (gend == g) {
+                fg_errs_add(errs, file, lineno, (int)(g - line) + 1, "empty group name");
+                fg_identity_unref(id);
+                return -1;
+            }
+            for (const char *p = g; p < gend; p++) {
+                if (!group_char(*p)) {
+                    fg_errs_add(errs, file, lineno, (int)(p - line) + 1,
+                                "group names may not contain spaces or control characters");
+                    fg_identity_unref(id);
+                    return -1;
+                }
+            }
+            char *name = fg_strndup(g, (size_t)(gend - g));
+            fg_identity_add_group(id, name);
+            free(name);
+            g = comma ? comma + 1 : end;
+            if (comma && g == end) {
+                fg_errs_add(errs, file, lineno, (int)(g - line), "trailing comma in groups");
+                fg_identity_unref(id);
+                return -1;
+            }
+        }
+    }
+    grow_tables(ks, pt);
+    fg_grow(&ks->keys, &ks->cap, ks->n + 1, sizeof(struct key));
+    memcpy(ks->keys[ks->n].hash, hash, 32);
+    ks->keys[ks->n].identity = id;
+    table_insert(ks->slots, ks->mask, slot_hash(hash), (uint32_t)ks->n + 1);
+    table_insert(pt->ids, ks->mask, id_hash(line, idlen), (uint32_t)ks->n + 1);
+    ks->n++;
+    return 0;
+}
+
+struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, size_t len,
+                                          const char *username_prefix, const char *authn_name,
+                                          struct fg_errs *errs)
+{
+    struct fg_statickeys *ks = fg_calloc(1, sizeof(*ks));
+    const char *prefix = username_prefix ? username_prefix : "";
+    size_t before = errs->n;
+    struct parse_tables pt = {NULL, strlen(prefix)};
+    int lineno = 0;
+    for (size_t pos = 0; pos < len && errs->n - before < 50;) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t llen = nl ? (size_t)(nl - line) : len - pos;
+        pos += llen + 1;
+        lineno++;
+        if (llen > 0 && line[llen - 1] == '\r')
+            llen--;
+        size_t lead = 0;
+        while (lead < llen && (line[lead] == ' ' || line[lead] == '\t'))
+            lead++;
+        size_t trail = llen;
+        while (trail > lead && (line[trail - 1] == ' ' || line[trail - 1] == '\t'))
+            trail--;
+        if (trail == lead || line[lead] == '#')
+            continue;
+        if (memchr(line, '\0', llen) != NULL) {
+            fg_errs_add(errs, file, lineno, 1, "NUL byte in line");
+            continue;
+        }
+        parse_line(ks, &pt, file, lineno, line + lead, trail - lead, prefix, authn_name, errs);
+    }
+    free(pt.ids);
+    if (errs->n != before) {
+        fg_statickeys_free(ks);
+        return NULL;
+    }
+    if (ks->slots == NULL) {
+        ks->slots = fg_calloc(16, sizeof(uint32_t));
+        ks->mask = 15;
+    }
+    return ks;
+}
+
+struct fg_statickeys *fg_statickeys_load(const char *path, const char *username_prefix,
+                                         const char *authn_name, struct fg_errs *errs)
+{
+    size_t len;
+    char *text = fg_read_file(path, &len);
+    if (text == NULL) {
+        fg_errs_add(errs, path, 0, 0, "cannot read key file: %s", strerror(errno));
+        return NULL;
+    }
+    struct fg_statickeys *ks =
+        fg_statickeys_parse(path, text, len, username_prefix, authn_name, errs);
+    OPENSSL_cleanse(text, len);
+    free(text);
+    return ks;
+}
+
+void fg_statickeys_free(struct fg_statickeys *ks)
+{
+    if (ks == NULL)
+        return;
+    for (size_t i = 0; i < ks->n; i++)
+        fg_identity_unref(ks->keys[i].identity);
+    free(ks->keys);
+    free(ks->slots);
+    free(ks);
+}
+
+size_t fg_statickeys_count(const struct fg_statickeys *ks)
+{
+    return ks->n;
+}
+
+const struct fg_identity *fg_statickeys_lookup(const struct fg_statickeys *ks, const char *token,
+                                               size_t token_len)
+{
+    unsigned char hash[32];
+    SHA256((const unsigned char *)token, token_len, hash);
+    const struct fg_identity *found = NULL;
+    for (size_t j = slot_hash(hash) & ks->mask; ks->slots[j] != 0; j = (j + 1) & ks->mask) {
+        const struct key *k = &ks->keys[ks->slots[j] - 1];
+        if (CRYPTO_memcmp(k->hash, hash, 32) == 0) {
+            found = k->identity;
+            break;
+        }
+    }
+    OPENSSL_cleanse(hash, sizeof(hash));
+    return found;
+}
+
+struct statickeys_authn {
+    struct fg_authn base;
+    struct fg_statickeys *ks;
+};
+
+static enum fg_authn_status keys_authenticate(struct fg_authn *a, const struct fg_credential *cred,
+                                            struct fg_authn_result *res,
+                                            struct fg_authn_waiter *waiter)
+{
+    (void)waiter;
+    struct statickeys_authn *s = (struct statickeys_authn *)a;
+    if (cred->bearer == NULL)
+        return FG_AUTHN_NOT_MINE;
+    const struct fg_identity *id = fg_statickeys_lookup(s->ks, cred->bearer, cred->bearer_len);
+    if (id == NULL)
+        return FG_AUTHN_NOT_MINE; /* a key we do not know may be another authenticator's token */
+    res->identity = fg_identity_ref((struct fg_identity *)id);
+    return FG_AUTHN_OK;
+}
+
+static void keys_free(struct fg_authn *a)
+{
+    struct statickeys_authn *s = (struct statickeys_authn *)a;
+    fg_statickeys_free(s->ks);
+    free(a->name);
+    free(s);
+}
+
+static const struct fg_authn_ops keys_ops = {keys_authenticate, keys_free};
+
+struct fg_authn *fg_statickeys_authn(const char *name, struct fg_statickeys *ks)
+{
+    struct statickeys_authn *s = fg_calloc(1, sizeof(*s));
+    s->base.ops = &keys_ops;
+    s->base.name = fg_strdup(name);
+    s->base.refs = 1;
+    s->ks = ks;
+    return &s->base;
+}
+
+void fg_sha256_hex(const void *data, size_t len, char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char h[32];
+    SHA256(data, len, h);
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[h[i] >> 4];
+        hex[2 * i + 1] = digits[h[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+void fg_statickeys_generate(char *key, size_t keysz, char *hex, size_t hexsz)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[33];
+    fg_random(raw, sizeof(raw));
+    struct fg_buf b = {0};
+    fg_buf_adds(&b, "fgk_");
+    /* 33 bytes -> 44 characters; keep 43 (256+ bits of entropy either way). */
+    for (size_t i = 0; i < sizeof(raw); i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+        fg_buf_addc(&b, b64[(v >> 18) & 63]);
+        fg_buf_addc(&b, b64[(v >> 12) & 63]);
+        fg_buf_addc(&b, b64[(v >> 6) & 63]);
+        fg_buf_addc(&b, b64[v & 63]);
+    }
+    b.len = 4 + 43;
+    b.data[b.len] = '\0';
+    if (keysz > b.len && hexsz >= 65) {
+        memcpy(key, b.data, b.len + 1);
+        fg_sha256_hex(key, b.len, hex);
+    }
+    OPENSSL_cleanse(raw, sizeof(raw));
+    OPENSSL_cleanse(b.data, b.cap);
+    fg_buf_free(&b);
+}

@@ -1,0 +1,153 @@
+/*
+ * config.h - the validated, immutable form of frontgate's YAML config.
+ *
+ * fg_config_load() reads the file, checks every key (unknown keys are
+ * errors), resolves names (routes -> shards, workspaces -> shards and types,
+ * authentication -> authenticators) and builds the workspace index from the
+ * inline `workspaces:` list and `indexFile`. Every problem is reported as
+ * "file:line:column: message"; on any error nothing is returned.
+ * Files named by the config (keys, certificates) are resolved relative to
+ * the config file's directory but read by the modules that own them.
+ */
+#ifndef FG_CONFIG_H
+#define FG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+#include "yaml.h"
+
+struct fg_mark {
+    const char *file;
+    int line, col;
+};
+
+struct fg_tls_cfg {
+    char *cert_file;
+    char *key_file;
+    char *client_ca_file; /* optional: request (not require) client certificates */
+};
+
+struct fg_listener_cfg {
+    char *address; /* as written: "127.0.0.1:8080", "[::1]:6443", ":8080" */
+    char *host;    /* for getaddrinfo; NULL = any */
+    char *port;
+    int tls;
+    struct fg_tls_cfg tls_cfg;
+    struct fg_mark mark;
+};
+
+enum fg_identity_mode {
+    FG_IDENTITY_REQUEST_HEADER, /* X-Remote-User / -Group / -Extra-* */
+    FG_IDENTITY_PASSTHROUGH,    /* forward the original Authorization */
+    FG_IDENTITY_NONE,           /* forward nothing about the caller */
+};
+
+struct fg_shard_cfg {
+    char *name;
+    char *url;
+    int https;
+    char *host;      /* without brackets */
+    uint16_t port;
+    char *hostport;  /* host[:port] as it appears in the URL */
+    char *base_path; /* URL path without a trailing '/', may be "" */
+    char *ca_file;
+    char *client_cert_file;
+    char *client_key_file;
+    char *server_name; /* TLS SNI and verified name; defaults to host */
+    enum fg_identity_mode identity;
+    struct fg_mark mark;
+};
+
+enum fg_route_kind {
+    FG_ROUTE_SHARD,          /* forward unchanged to one shard */
+    FG_ROUTE_WORKSPACE_PATH, /* prefix/{workspace}/rest -> shard/clusters/{cluster}/rest */
+};
+
+struct fg_route_cfg {
+    char *prefix; /* starts with '/' */
+    size_t prefix_len;
+    enum fg_route_kind kind;
+    uint32_t shard; /* FG_ROUTE_SHARD */
+    struct fg_mark mark;
+};
+
+enum fg_authn_kind {
+    FG_AUTHN_STATIC_KEYS,
+};
+
+struct fg_authn_cfg {
+    char *name;
+    enum fg_authn_kind kind;
+    struct {
+        char *file;
+        char *username_prefix;
+    } static_keys;
+    struct fg_mark mark;
+};
+
+struct fg_wstype_cfg {
+    char *name;
+    uint32_t *authns; /* indexes into authns */
+    size_t nauthns;
+    struct fg_mark mark;
+};
+
+struct fg_limits {
+    uint32_t max_header_bytes;
+    uint64_t header_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint32_t max_connections;
+    uint64_t connect_timeout_ms;
+    uint64_t shutdown_grace_ms;
+    uint32_t max_buffer_bytes;     /* per direction, per connection */
+    uint64_t upstream_idle_timeout_ms;
+};
+
+struct fg_config {
+    char *file;
+    char *dir; /* directory of file, for relative paths */
+    unsigned workers; /* 0 = one per CPU */
+
+    struct fg_listener_cfg *listeners;
+    size_t nlisteners;
+    struct fg_shard_cfg *shards;
+    size_t nshards;
+    struct fg_route_cfg *routes;
+    size_t nroutes;
+    struct fg_authn_cfg *authns;
+    size_t nauthns;
+    struct fg_wstype_cfg *wstypes;
+    size_t nwstypes;
+
+    uint32_t *global; /* authenticators tried for every request, in order */
+    size_t nglobal;
+    char **drop_groups; /* trailing '*' = prefix match */
+    size_t ndrop_groups;
+
+    struct fg_index *index;
+    char *index_file;
+
+    struct fg_limits limits;
+    int log_level;  /* enum fg_log_level */
+    int access_log; /* one line per request */
+};
+
+/* Reads and validates a config file. NULL (with errors in errs) on any problem. */
+struct fg_config *fg_config_load(const char *file, struct fg_errs *errs);
+/* As fg_config_load, from text; `file` names it in errors and sets the base directory. */
+struct fg_config *fg_config_parse(const char *file, const char *text, size_t len,
+                                  struct fg_errs *errs);
+void fg_config_free(struct fg_config *cfg);
+
+/* Resolves a path named by the config against its directory (caller frees). */
+char *fg_config_path(const struct fg_config *cfg, const char *path);
+
+/* Reads a whole file into a NUL-terminated buffer; NULL with errno set on failure. */
+char *fg_read_file(const char *path, size_t *len);
+
+/* Index file loading, exposed for tests: adds one workspace per line to ix. */
+int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs *errs);
+
+#endif

@@ -1,0 +1,820 @@
+/*
+ * conn.c - the client side: accept, TLS, HTTP/1.1 request parsing with
+ * http-parser, keep-alive and pipelining (one request at a time, answered in
+ * order), timeouts, local responses, backpressure and the close paths.
+ */
+#include "conn.h"
+
+#include "../auth/authn.h"
+#include "accesslog.h"
+#include "http.h"
+#include "tls.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FEED_MAX      (64 * 1024)
+#define LINGER_MS     2000
+#define READ_HIGH_WM  (256 * 1024)
+
+struct fg_server_state fg_state;
+
+static http_parser_settings req_settings;
+
+uint64_t fg_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static const struct fg_limits *limits(const struct fg_conn *c)
+{
+    return &c->w->snap->cfg->limits;
+}
+
+static void timer_set(struct fg_conn *c, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(c->timer, &tv);
+}
+
+static void timer_clear(struct fg_conn *c)
+{
+    evtimer_del(c->timer);
+}
+
+/* ---- message heads -------------------------------------------------------- */
+
+static void msg_reset(struct fg_msg *m)
+{
+    fg_buf_reset(&m->raw);
+    m->nhdrs = 0;
+    m->first_len = 0;
+    m->in_value = 0;
+    m->bytes = 0;
+}
+
+static void msg_add_first(struct fg_msg *m, const char *at, size_t len)
+{
+    fg_buf_add(&m->raw, at, len);
+    m->first_len += (uint32_t)len;
+}
+
+static void msg_add_field(struct fg_msg *m, const char *at, size_t len)
+{
+    if (m->nhdrs == 0 || m->in_value) {
+        fg_grow(&m->hdrs, &m->hcap, m->nhdrs + 1, sizeof(struct fg_hdr));
+        struct fg_hdr *h = &m->hdrs[m->nhdrs++];
+        memset(h, 0, sizeof(*h));
+        h->name = (uint32_t)m->raw.len;
+        h->value = (uint32_t)m->raw.len;
+        m->in_value = 0;
+    }
+    fg_buf_add(&m->raw, at, len);
+    m->hdrs[m->nhdrs - 1].name_len += (uint32_t)len;
+}
+
+static void msg_add_value(struct fg_msg *m, const char *at, size_t len)
+{
+    struct fg_hdr *h = &m->hdrs[m->nhdrs - 1];
+    if (!m->in_value) {
+        h->value = (uint32_t)m->raw.len;
+        h->value_len = 0;
+        m->in_value = 1;
+    }
+    fg_buf_add(&m->raw, at, len);
+    h->value_len += (uint32_t)len;
+}
+
+const char *fg_req_header(const struct fg_req *r, int idx, size_t *len)
+{
+    const struct fg_hdr *h = &r->msg.hdrs[idx];
+    *len = h->value_len;
+    return r->msg.raw.data + h->value;
+}
+
+/* ---- request parser callbacks --------------------------------------------- */
+
+static int count_bytes(struct fg_conn *c, size_t len, int status)
+{
+    c->req.msg.bytes += (uint32_t)len;
+    if (c->req.msg.bytes > limits(c)->max_header_bytes) {
+        c->err_status = status;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct fg_conn *c = p->data;
+    msg_reset(&c->req.msg);
+    c->req.t_start_us = fg_now_us();
+    c->req.in_trailers = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct fg_conn *c = p->data;
+    if (count_bytes(c, len, 414) != 0)
+        return -1;
+    msg_add_first(&c->req.msg, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct fg_conn *c = p->data;
+    if (c->req.in_trailers)
+        return 0; /* trailers are not forwarded */
+    if (count_bytes(c, len + 4, 431) != 0)
+        return -1;
+    msg_add_field(&c->req.msg, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct fg_conn *c = p->data;
+    if (c->req.in_trailers)
+        return 0;
+    if (count_bytes(c, len, 431) != 0)
+        return -1;
+    msg_add_value(&c->req.msg, at, len);
+    return 0;
+}
+
+static int bad_request(struct fg_conn *c, int status)
+{
+    c->err_status = status;
+    return -1;
+}
+
+/* Framing and Connection-header checks; 0 or a status to answer with. */
+static int check_head(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    struct fg_msg *m = &r->msg;
+    int te = -1, hosts = 0, cls = 0, conn_idx[8], nconn = 0;
+    r->host_idx = r->auth_idx = -1;
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        struct fg_hdr *h = &m->hdrs[i];
+        const char *name = m->raw.data + h->name;
+        h->kind = (uint8_t)fg_hdr_classify(name, h->name_len);
+        switch (h->kind) {
+        case FG_HDR_HOST:
+            hosts++;
+            r->host_idx = (int)i;
+            break;
+        case FG_HDR_CONTENT_LENGTH:
+            cls++;
+            break;
+        case FG_HDR_TRANSFER_ENCODING:
+            if (te >= 0)
+                return 400;
+            te = (int)i;
+            break;
+        case FG_HDR_AUTHORIZATION:
+            if (r->auth_idx >= 0)
+                return 400; /* two credentials: refuse to guess which one counts */
+            r->auth_idx = (int)i;
+            break;
+        case FG_HDR_CONNECTION:
+            if (nconn < (int)FG_ARRAY_LEN(conn_idx))
+                conn_idx[nconn++] = (int)i;
+            break;
+        case FG_HDR_EXPECT: {
+            const char *v = m->raw.data + h->value;
+            if (fg_strn_eqi(v, h->value_len, "100-continue"))
+                r->expect_continue = 1;
+            else
+                return 417;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && r->minor >= 1))
+        return 400;
+    if (cls > 1 || (cls && te >= 0))
+        return 400;
+    if (te >= 0 && !fg_te_is_chunked(m->raw.data + m->hdrs[te].value, m->hdrs[te].value_len))
+        return 400;
+    /* Headers named by Connection are hop-by-hop too (framing ones stay ours). */
+    for (int k = 0; k < nconn; k++) {
+        const struct fg_hdr *ch = &m->hdrs[conn_idx[k]];
+        for (size_t i = 0; i < m->nhdrs; i++) {
+            struct fg_hdr *h = &m->hdrs[i];
+            if (h->kind == FG_HDR_HOST || h->kind == FG_HDR_CONTENT_LENGTH ||
+                h->kind == FG_HDR_TRANSFER_ENCODING || h->kind == FG_HDR_UPGRADE)
+                continue;
+            if (fg_conn_token_lists(m->raw.data + ch->value, ch->value_len,
+                                    m->raw.data + h->name, h->name_len))
+                h->drop = 1;
+        }
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct fg_conn *c = p->data;
+    struct fg_req *r = &c->req;
+    r->in_trailers = 1;
+    r->major = p->http_major;
+    r->minor = p->http_minor;
+    r->method = p->method;
+    r->keepalive = http_should_keep_alive(p);
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    r->has_cl = !r->chunked && p->content_length != ULLONG_MAX;
+    r->cl = r->has_cl ? p->content_length : 0;
+    r->upgrade = p->upgrade;
+    if (r->major != 1)
+        return bad_request(c, 505);
+    if (p->method == HTTP_CONNECT)
+        return bad_request(c, 405);
+    int st = check_head(c);
+    if (st)
+        return bad_request(c, st);
+    c->head_ready = 1;
+    c->parse_paused = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct fg_conn *c = p->data;
+    if (c->up == NULL || c->state != CS_FORWARD)
+        return 0; /* answered locally: the body is discarded */
+    struct evbuffer *out = bufferevent_get_output(c->up->bev);
+    if (c->req.chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, at, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, at, len);
+    }
+    c->req.body_started = 1;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct fg_conn *c = p->data;
+    if (c->up && c->state == CS_FORWARD && c->req.chunked)
+        evbuffer_add(bufferevent_get_output(c->up->bev), "0\r\n\r\n", 5);
+    c->req.body_done = 1;
+    /* Stop here: a pipelined request waits until this one is answered. */
+    c->parse_paused = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void conn_free(struct fg_conn *c)
+{
+    fg_buf_free(&c->req.msg.raw);
+    free(c->req.msg.hdrs);
+    fg_buf_free(&c->req.up_head);
+    free(c);
+}
+
+void fg_conn_hold(struct fg_conn *c)
+{
+    c->holds++;
+}
+
+void fg_conn_release(struct fg_conn *c)
+{
+    if (--c->holds == 0 && c->dead)
+        conn_free(c);
+}
+
+static int req_in_flight(const struct fg_conn *c)
+{
+    return c->state != CS_HEAD || c->req.msg.raw.len > 0;
+}
+
+static void req_cleanup(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    fg_authn_cancel(&r->waiter);
+    fg_identity_unref(r->identity);
+    r->identity = NULL;
+    if (r->snap) {
+        fg_snapshot_unref(r->snap);
+        r->snap = NULL;
+        __atomic_sub_fetch(&fg_state.requests, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void req_reset(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    struct fg_msg msg = r->msg;
+    struct fg_buf up_head = r->up_head;
+    msg_reset(&msg);
+    fg_buf_reset(&up_head);
+    /* Give back memory a big request needed; idle connections stay small. */
+    if (msg.raw.cap > 8192)
+        fg_buf_free(&msg.raw);
+    if (up_head.cap > 8192)
+        fg_buf_free(&up_head);
+    memset(r, 0, sizeof(*r));
+    r->msg = msg;
+    r->up_head = up_head;
+    r->host_idx = r->auth_idx = -1;
+}
+
+void fg_conn_close(struct fg_conn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = 1;
+    if (c->state != CS_TUNNEL && c->req.snap && !c->req.resp_done) {
+        if (c->req.status == 0)
+            c->req.status = c->req.resp_started ? 0 : 499; /* the client went away */
+        fg_access_log(c);
+    }
+    req_cleanup(c);
+    if (c->up) {
+        struct fg_upconn *u = c->up;
+        c->up = NULL;
+        u->conn = NULL;
+        fg_up_close(u);
+    }
+    event_free(c->timer);
+    event_free(c->kick);
+    bufferevent_free(c->bev);
+    TAILQ_REMOVE(&c->w->conns, c, link);
+    c->w->nconns--;
+    __atomic_sub_fetch(&fg_state.conns, 1, __ATOMIC_RELAXED);
+    if (c->w->draining && c->w->nconns == 0)
+        event_base_loopexit(c->w->base, NULL);
+    if (c->holds == 0)
+        conn_free(c);
+}
+
+/*
+ * After the last response: flush it, then close. When the client may still be
+ * sending (a body we did not read, a malformed head), keep reading and
+ * discarding for a moment after a half-close, so the client sees the response
+ * instead of a reset.
+ */
+static void flushed(struct fg_conn *c)
+{
+    if (!c->linger) {
+        fg_conn_close(c);
+        return;
+    }
+    if (!c->tls)
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
+static void start_closing(struct fg_conn *c)
+{
+    c->state = CS_CLOSING;
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+    timer_set(c, LINGER_MS);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        flushed(c);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, const char *body,
+                     size_t body_len)
+{
+    struct fg_req *r = &c->req;
+    int has_body = r->chunked || (r->has_cl && r->cl > 0);
+    if (c->state == CS_HEAD || (!r->body_done && has_body) || !r->keepalive ||
+        c->w->draining)
+        c->close_after = 1;
+    struct fg_buf b = {0};
+    fg_buf_printf(&b,
+                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                  "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+                  status, fg_http_reason(status), content_type, body_len);
+    if (c->close_after)
+        fg_buf_adds(&b, "Connection: close\r\n");
+    fg_buf_adds(&b, "\r\n");
+    if (r->method != HTTP_HEAD || c->state == CS_HEAD)
+        fg_buf_add(&b, body, body_len);
+    bufferevent_write(c->bev, b.data, b.len);
+    fg_buf_free(&b);
+    r->status = status;
+    r->resp_started = r->resp_done = 1;
+    r->bytes_out += body_len;
+    r->local = 1;
+    if (c->state == CS_HEAD) {
+        /* A malformed head: nothing more will be parsed on this connection. */
+        c->linger = 1;
+        fg_access_log(c);
+        req_cleanup(c);
+        start_closing(c);
+        return;
+    }
+    if (has_body && !r->body_done) {
+        /* Not read: the connection closes after this response. */
+        r->body_done = r->body_abandoned = 1;
+        c->linger = 1;
+        fg_conn_maybe_finish(c);
+        return;
+    }
+    if (!r->body_done) {
+        /* Let the parser consume the end of the head so keep-alive can go on. */
+        c->state = CS_FORWARD;
+        c->parse_paused = 0;
+        http_parser_pause(&c->parser, 0);
+        fg_conn_kick(c);
+        return;
+    }
+    fg_conn_maybe_finish(c);
+}
+
+void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason,
+                            const char *message)
+{
+    struct fg_buf body = {0};
+    fg_status_json(&body, status, reason, message);
+    fg_conn_respond(c, status, "application/json", body.data, body.len);
+    fg_buf_free(&body);
+}
+
+static void parse_error(struct fg_conn *c, enum http_errno e)
+{
+    int status = c->err_status;
+    if (status == 0)
+        status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+    fg_log(FG_LOG_DEBUG, "client %s: malformed request: %s", c->peer,
+           c->err_status ? fg_http_reason(status) : http_errno_description(e));
+    if (c->state == CS_FORWARD && c->req.resp_started) {
+        fg_conn_close(c);
+        return;
+    }
+    if (c->up) {
+        struct fg_upconn *u = c->up;
+        c->up = NULL;
+        u->conn = NULL;
+        fg_up_close(u);
+    }
+    c->state = CS_HEAD;
+    const char *msg = status == 431   ? "request header fields too large"
+                      : status == 414 ? "request URI too long"
+                      : status == 505 ? "HTTP version not supported"
+                      : status == 405 ? "method not allowed"
+                      : status == 417 ? "expectation failed"
+                                      : "bad request";
+    const char *reason = status == 431   ? "RequestHeaderFieldsTooLarge"
+                         : status == 405 ? "MethodNotAllowed"
+                                         : "BadRequest";
+    fg_conn_respond_status(c, status, reason, msg);
+}
+
+/* ---- request completion --------------------------------------------------- */
+
+void fg_conn_maybe_finish(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    if (c->dead || c->state == CS_TUNNEL || c->state == CS_CLOSING)
+        return;
+    if (r->resp_done && !r->body_done && c->state == CS_FORWARD) {
+        /* The shard answered before the client finished sending: close after. */
+        r->body_done = r->body_abandoned = 1;
+        c->close_after = 1;
+        c->linger = 1;
+    }
+    if (!r->resp_done || !r->body_done)
+        return;
+    fg_access_log(c);
+    if (c->up) {
+        struct fg_upconn *u = c->up;
+        c->up = NULL;
+        u->conn = NULL;
+        fg_up_release(u, !r->body_abandoned);
+    }
+    int close = c->close_after || c->w->draining;
+    req_cleanup(c);
+    c->requests++;
+    if (close) {
+        start_closing(c);
+        return;
+    }
+    req_reset(c);
+    c->state = CS_HEAD;
+    c->parse_paused = 0;
+    c->throttled = 0;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        timer_set(c, limits(c)->header_timeout_ms);
+        fg_conn_kick(c);
+    } else {
+        timer_set(c, limits(c)->idle_timeout_ms);
+    }
+}
+
+void fg_conn_upstream_failed(struct fg_conn *c, const char *why)
+{
+    if (c->dead)
+        return;
+    fg_log(FG_LOG_WARN, "shard %s: %s",
+           c->req.snap ? c->req.snap->cfg->shards[c->req.match.shard].name : "?", why);
+    if (c->req.resp_started) {
+        fg_conn_close(c);
+        return;
+    }
+    if (c->up) {
+        struct fg_upconn *u = c->up;
+        c->up = NULL;
+        u->conn = NULL;
+        fg_up_close(u);
+    }
+    c->close_after = c->close_after || c->req.body_started;
+    fg_conn_respond_status(c, 502, "ServiceUnavailable", "the shard is unavailable");
+}
+
+/* ---- input ---------------------------------------------------------------- */
+
+static void relay_tunnel(struct fg_conn *c)
+{
+    if (c->up == NULL)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->up->bev);
+    evbuffer_add_buffer(out, bufferevent_get_input(c->bev));
+    if (evbuffer_get_length(out) >= limits(c)->max_buffer_bytes) {
+        c->throttled = 1;
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->up->bev, EV_WRITE, limits(c)->max_buffer_bytes / 2, 0);
+    }
+}
+
+static void process_input(struct fg_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (!c->dead) {
+        if (c->state == CS_TUNNEL) {
+            if (!c->throttled)
+                relay_tunnel(c);
+            return;
+        }
+        if (c->state == CS_CLOSING) {
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return;
+        }
+        if (c->parse_paused || c->throttled)
+            return;
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        if (c->state == CS_HEAD && c->req.msg.raw.len == 0 && c->req.t_start_us == 0)
+            timer_set(c, limits(c)->header_timeout_ms); /* idle -> reading a head */
+        size_t n = evbuffer_get_contiguous_space(in);
+        if (n > FEED_MAX)
+            n = FEED_MAX;
+        const char *data = (const char *)evbuffer_pullup(in, (ssize_t)n);
+        size_t used = http_parser_execute(&c->parser, &req_settings, data, n);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        evbuffer_drain(in, used);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            parse_error(c, e);
+            return;
+        }
+        if (c->head_ready) {
+            c->head_ready = 0;
+            c->state = CS_DISPATCH;
+            timer_clear(c);
+            __atomic_add_fetch(&fg_state.requests, 1, __ATOMIC_RELAXED);
+            fg_proxy_dispatch(c);
+            continue;
+        }
+        if (c->req.body_done && c->state == CS_FORWARD) {
+            fg_conn_maybe_finish(c);
+            return;
+        }
+        if (c->up && evbuffer_get_length(bufferevent_get_output(c->up->bev)) >=
+                         limits(c)->max_buffer_bytes) {
+            /* The shard reads slower than the client sends: stop reading the client. */
+            c->throttled = 1;
+            bufferevent_disable(c->bev, EV_READ);
+            bufferevent_setwatermark(c->up->bev, EV_WRITE, limits(c)->max_buffer_bytes / 2, 0);
+            return;
+        }
+    }
+}
+
+void fg_conn_unthrottle(struct fg_conn *c)
+{
+    if (!c->throttled || c->dead)
+        return;
+    c->throttled = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    fg_conn_kick(c);
+}
+
+void fg_conn_start_body(struct fg_conn *c)
+{
+    c->state = CS_FORWARD;
+    if (c->req.body_done)
+        return; /* a retry: the request was already read */
+    c->parse_paused = 0;
+    http_parser_pause(&c->parser, 0);
+    fg_conn_kick(c);
+}
+
+void fg_conn_tunnel(struct fg_conn *c)
+{
+    if (!c->req.body_done)
+        process_input(c); /* consume the end of the request head first */
+    if (c->dead)
+        return;
+    c->state = CS_TUNNEL;
+    timer_clear(c);
+    fg_access_log(c);
+    bufferevent_enable(c->bev, EV_READ);
+    fg_conn_kick(c); /* bytes the client sent after its request head */
+}
+
+void fg_conn_end_tunnel(struct fg_conn *c)
+{
+    c->up = NULL;
+    c->linger = 0;
+    start_closing(c);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_conn *c = arg;
+    fg_conn_hold(c);
+    process_input(c);
+    fg_conn_release(c);
+}
+
+void fg_conn_kick(struct fg_conn *c)
+{
+    if (!c->dead)
+        event_active(c->kick, EV_TIMEOUT, 1);
+}
+
+/* ---- bufferevent callbacks ------------------------------------------------ */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct fg_conn *c = arg;
+    fg_conn_hold(c);
+    process_input(c);
+    fg_conn_release(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct fg_conn *c = arg;
+    fg_conn_hold(c);
+    if (c->state == CS_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            flushed(c);
+    } else if (c->up && c->up->throttled) {
+        fg_up_unthrottle(c->up);
+    }
+    fg_conn_release(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct fg_conn *c = arg;
+    fg_conn_hold(c);
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (c->state == CS_TUNNEL && c->up) {
+            /* Pass on what arrived, then close both sides once it is written. */
+            relay_tunnel(c);
+            struct fg_upconn *u = c->up;
+            c->up = NULL;
+            u->conn = NULL;
+            fg_up_tunnel(u); /* the upstream flushes and closes itself */
+        }
+        if ((what & BEV_EVENT_ERROR) && c->tls)
+            fg_log(FG_LOG_DEBUG, "client %s: TLS: %s", c->peer, fg_tls_bev_error(bev));
+        fg_conn_close(c);
+    }
+    fg_conn_release(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_conn *c = arg;
+    fg_conn_hold(c);
+    if (c->state == CS_HEAD || c->state == CS_CLOSING)
+        fg_conn_close(c);
+    fg_conn_release(c);
+}
+
+/* ---- accept --------------------------------------------------------------- */
+
+static void init_settings(void)
+{
+    req_settings.on_message_begin = on_message_begin;
+    req_settings.on_url = on_url;
+    req_settings.on_header_field = on_header_field;
+    req_settings.on_header_value = on_header_value;
+    req_settings.on_headers_complete = on_headers_complete;
+    req_settings.on_body = on_body;
+    req_settings.on_message_complete = on_message_complete;
+}
+
+void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
+                    void *arg)
+{
+    (void)l;
+    (void)slen;
+    struct fg_listen_arg *la = arg;
+    struct fg_worker *w = la->w;
+    const struct fg_limits *lim = &w->snap->cfg->limits;
+    if (req_settings.on_url == NULL)
+        init_settings();
+    if (__atomic_load_n(&fg_state.conns, __ATOMIC_RELAXED) >= (long)lim->max_connections ||
+        w->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    SSL_CTX *ctx = w->snap->listener_ctx[la->index];
+    struct bufferevent *bev;
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    if (ctx) {
+        SSL *ssl = SSL_new(ctx);
+        bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+        if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(w->base, fd, opts);
+    }
+    if (bev == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct fg_conn *c = fg_calloc(1, sizeof(*c));
+    c->w = w;
+    c->bev = bev;
+    c->listener = la->index;
+    c->tls = ctx != NULL;
+    c->port = la->port;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+    else
+        memcpy(c->peer, "unknown", 8);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->req.host_idx = c->req.auth_idx = -1;
+    c->timer = evtimer_new(w->base, timer_cb, c);
+    c->kick = event_new(w->base, -1, 0, kick_cb, c);
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    __atomic_add_fetch(&fg_state.conns, 1, __ATOMIC_RELAXED);
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGH_WM);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    timer_set(c, lim->header_timeout_ms);
+}
+
+void fg_conn_drain_all(struct fg_worker *w)
+{
+    struct fg_conn *c, *next;
+    for (c = TAILQ_FIRST(&w->conns); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (!req_in_flight(c))
+            fg_conn_close(c);
+    }
+    if (w->nconns == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+void fg_conn_close_all(struct fg_worker *w)
+{
+    struct fg_conn *c;
+    while ((c = TAILQ_FIRST(&w->conns)) != NULL)
+        fg_conn_close(c);
+}

@@ -1,0 +1,196 @@
+#include "http.h"
+
+#include <string.h>
+
+enum fg_hdr_kind fg_hdr_classify(const char *name, size_t len)
+{
+    switch (len) {
+    case 2:
+        if (fg_strn_eqi(name, len, "te"))
+            return FG_HDR_HOP;
+        break;
+    case 4:
+        if (fg_strn_eqi(name, len, "host"))
+            return FG_HDR_HOST;
+        break;
+    case 6:
+        if (fg_strn_eqi(name, len, "expect"))
+            return FG_HDR_EXPECT;
+        break;
+    case 7:
+        if (fg_strn_eqi(name, len, "upgrade"))
+            return FG_HDR_UPGRADE;
+        if (fg_strn_eqi(name, len, "trailer"))
+            return FG_HDR_HOP;
+        break;
+    case 9:
+        if (fg_strn_eqi(name, len, "forwarded"))
+            return FG_HDR_FORWARDED;
+        if (fg_strn_eqi(name, len, "x-real-ip"))
+            return FG_HDR_FORWARDED;
+        break;
+    case 10:
+        if (fg_strn_eqi(name, len, "connection"))
+            return FG_HDR_CONNECTION;
+        if (fg_strn_eqi(name, len, "keep-alive"))
+            return FG_HDR_HOP;
+        break;
+    case 13:
+        if (fg_strn_eqi(name, len, "authorization"))
+            return FG_HDR_AUTHORIZATION;
+        break;
+    case 14:
+        if (fg_strn_eqi(name, len, "content-length"))
+            return FG_HDR_CONTENT_LENGTH;
+        break;
+    case 16:
+        if (fg_strn_eqi(name, len, "proxy-connection"))
+            return FG_HDR_HOP;
+        break;
+    case 17:
+        if (fg_strn_eqi(name, len, "transfer-encoding"))
+            return FG_HDR_TRANSFER_ENCODING;
+        break;
+    case 18:
+        if (fg_strn_eqi(name, len, "proxy-authenticate"))
+            return FG_HDR_HOP;
+        break;
+    case 19:
+        if (fg_strn_eqi(name, len, "proxy-authorization"))
+            return FG_HDR_HOP;
+        break;
+    default:
+        break;
+    }
+    if (fg_strn_prefixi(name, len, "x-remote-"))
+        return FG_HDR_IDENTITY;
+    if (fg_strn_prefixi(name, len, "x-forwarded-"))
+        return FG_HDR_FORWARDED;
+    return FG_HDR_OTHER;
+}
+
+void fg_each_token(const char *value, size_t vlen,
+                   void (*fn)(void *arg, const char *tok, size_t n), void *arg)
+{
+    size_t i = 0;
+    while (i < vlen) {
+        while (i < vlen && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < vlen && value[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
+            end--;
+        if (end > start)
+            fn(arg, value + start, end - start);
+    }
+}
+
+struct token_match {
+    const char *name;
+    size_t nlen;
+    int found;
+};
+
+static void match_token(void *arg, const char *tok, size_t n)
+{
+    struct token_match *m = arg;
+    if (n == m->nlen) {
+        size_t i;
+        for (i = 0; i < n; i++) {
+            char a = tok[i], b = m->name[i];
+            if (a >= 'A' && a <= 'Z')
+                a = (char)(a + 32);
+            if (b >= 'A' && b <= 'Z')
+                b = (char)(b + 32);
+            if (a != b)
+                break;
+        }
+        if (i == n)
+            m->found = 1;
+    }
+}
+
+int fg_conn_token_lists(const char *value, size_t vlen, const char *name, size_t nlen)
+{
+    struct token_match m = {name, nlen, 0};
+    fg_each_token(value, vlen, match_token, &m);
+    return m.found;
+}
+
+int fg_te_is_chunked(const char *value, size_t vlen)
+{
+    while (vlen > 0 && (value[0] == ' ' || value[0] == '\t'))
+        value++, vlen--;
+    while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+        vlen--;
+    return fg_strn_eqi(value, vlen, "chunked");
+}
+
+const char *fg_http_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
+    }
+}
+
+void fg_status_json(struct fg_buf *b, int code, const char *reason, const char *message)
+{
+    fg_buf_adds(b, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+                   "\"status\":\"Failure\",\"message\":");
+    fg_buf_json_str(b, message, strlen(message));
+    fg_buf_adds(b, ",\"reason\":");
+    fg_buf_json_str(b, reason, strlen(reason));
+    fg_buf_printf(b, ",\"code\":%d}\n", code);
+}
+
+void fg_iceberg_error_json(struct fg_buf *b, int code, const char *type, const char *message)
+{
+    fg_buf_adds(b, "{\"error\":{\"message\":");
+    fg_buf_json_str(b, message, strlen(message));
+    fg_buf_adds(b, ",\"type\":");
+    fg_buf_json_str(b, type, strlen(type));
+    fg_buf_printf(b, ",\"code\":%d}}\n", code);
+}

@@ -1,0 +1,284 @@
+/*
+ * main.c - the command line: run, check, demo, hash-key, echo-shard.
+ */
+#include "../auth/statickeys.h"
+#include "../config/config.h"
+#include "echo.h"
+#include "server.h"
+#include "snapshot.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef FG_VERSION
+#define FG_VERSION "dev"
+#endif
+
+static const char usage[] =
+    "frontgate " FG_VERSION " - an authentication front proxy for API servers\n"
+    "\n"
+    "Usage:\n"
+    "  frontgate [run] -c FILE        run the proxy with a config file\n"
+    "  frontgate check -c FILE        validate a config and everything it names\n"
+    "  frontgate demo [--listen ADDR] run an embedded demo (echo shard, workspace, fresh key)\n"
+    "  frontgate hash-key [--id NAME] [--groups G1,G2]\n"
+    "                                 print a new API key and its key-file line\n"
+    "  frontgate echo-shard [--listen ADDR]\n"
+    "                                 run the built-in echo shard on its own\n"
+    "  frontgate --version | --help\n"
+    "\n"
+    "Signals: SIGHUP reloads the config, key files, index and certificates (a bad\n"
+    "edit keeps the running config); SIGTERM finishes in-flight requests and exits.\n"
+    "See README.md for the config reference.\n";
+
+static int config_arg(int argc, char **argv, const char *cmd, const char **file)
+{
+    *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            *file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            *file = argv[i] + 9;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: frontgate %s -c FILE\n", cmd);
+            return 1;
+        } else {
+            fprintf(stderr, "frontgate %s: unknown argument \"%s\" (try --help)\n", cmd, argv[i]);
+            return 2;
+        }
+    }
+    if (*file == NULL) {
+        fprintf(stderr, "frontgate %s: -c FILE is required\n", cmd);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *file;
+    int rc = config_arg(argc, argv, "run", &file);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    struct fg_errs errs = {0};
+    struct fg_snapshot *s = fg_snapshot_load(file, 1, &errs);
+    if (s == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fg_log(FG_LOG_ERROR, "%s", errs.msgs[i]);
+        fg_log(FG_LOG_ERROR, "not starting: the configuration has %zu error(s)", errs.n);
+        fg_errs_free(&errs);
+        return 1;
+    }
+    return fg_server_run(file, s, NULL, NULL);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    const char *file;
+    int rc = config_arg(argc, argv, "check", &file);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    struct fg_errs errs = {0};
+    struct fg_snapshot *s = fg_snapshot_load(file, 1, &errs);
+    if (s == NULL) {
+        fg_errs_print(&errs, 0);
+        fprintf(stderr, "%s: %zu error(s)\n", file, errs.n);
+        fg_errs_free(&errs);
+        return 1;
+    }
+    const struct fg_config *c = s->cfg;
+    printf("%s: ok (%zu listeners, %zu shards, %zu routes, %zu workspaces, %zu authenticators)\n",
+           file, c->nlisteners, c->nshards, c->nroutes, fg_index_count(c->index), c->nauthns);
+    fg_snapshot_unref(s);
+    return 0;
+}
+
+static int cmd_hash_key(int argc, char **argv)
+{
+    const char *id = NULL, *groups = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--id") == 0 && i + 1 < argc) {
+            id = argv[++i];
+        } else if (strcmp(argv[i], "--groups") == 0 && i + 1 < argc) {
+            groups = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: frontgate hash-key [--id NAME] [--groups G1,G2]\n\n"
+                   "Prints a new random API key (shown once: hand it to the caller) and the\n"
+                   "line to add to a staticKeys file (only the SHA-256 of the key is stored):\n"
+                   "  key: fgk_...\n  line: NAME:<sha256-hex>[:G1,G2]\n");
+            return 0;
+        } else {
+            fprintf(stderr, "frontgate hash-key: unknown argument \"%s\" (try --help)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    char key[64], hex[65], idbuf[32];
+    if (id == NULL) {
+        unsigned char r[4];
+        fg_random(r, sizeof(r));
+        snprintf(idbuf, sizeof(idbuf), "key-%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+        id = idbuf;
+    }
+    fg_statickeys_generate(key, sizeof(key), hex, sizeof(hex));
+    struct fg_buf line = {0};
+    fg_buf_printf(&line, "%s:%s%s%s", id, hex, groups ? ":" : "", groups ? groups : "");
+    /* The parser is the judge of what a valid line is. */
+    struct fg_errs errs = {0};
+    struct fg_statickeys *ks = fg_statickeys_parse("--id/--groups", line.data, line.len, NULL,
+                                                   "hash-key", &errs);
+    if (ks == NULL) {
+        fg_errs_print(&errs, 0);
+        fg_errs_free(&errs);
+        fg_buf_free(&line);
+        return 2;
+    }
+    fg_statickeys_free(ks);
+    printf("key: %s\nline: %s\n", key, line.data);
+    fg_buf_free(&line);
+    return 0;
+}
+
+struct demo {
+    char dir[64];
+    char key[64];
+    int shard_port;
+};
+
+static void demo_ready(void *arg, char **addrs, size_t n)
+{
+    struct demo *d = arg;
+    const char *a = n > 0 ? addrs[0] : "127.0.0.1:8080";
+    printf("\nfrontgate demo: an echo shard on 127.0.0.1:%d, workspace root:demo, and a fresh API "
+           "key.\n\n"
+           "  API key (printed once; only its SHA-256 is stored): %s\n\n"
+           "Try:\n"
+           "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:demo/api/v1/namespaces\n"
+           "  curl -s http://%s/clusters/root:demo/api                      # no key: 401\n"
+           "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:nope/api  # 403\n"
+           "  kubectl --server http://%s/clusters/root:demo --token %s auth whoami\n\n"
+           "Config: %s/frontgate.yaml (edit it and send SIGHUP to reload). Ctrl-C stops.\n\n",
+           d->shard_port, d->key, d->key, a, a, d->key, a, a, d->key, d->dir);
+    fflush(stdout);
+}
+
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+static int cmd_demo(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:8080";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
+            listen = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: frontgate demo [--listen HOST:PORT]\n\n"
+                   "Starts the built-in echo shard, writes a config with one workspace\n"
+                   "(root:demo) and a freshly generated API key into a private temporary\n"
+                   "directory, and runs frontgate on it (default 127.0.0.1:8080).\n");
+            return 0;
+        } else {
+            fprintf(stderr, "frontgate demo: unknown argument \"%s\" (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    struct demo d = {0};
+    const char *tmp = getenv("TMPDIR");
+    snprintf(d.dir, sizeof(d.dir), "%s/frontgate-demo-XXXXXX",
+             tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+    if (mkdtemp(d.dir) == NULL) {
+        fprintf(stderr, "frontgate demo: cannot create a temporary directory: %s\n",
+                strerror(errno));
+        return 1;
+    }
+    struct fg_echo *echo = fg_echo_start("127.0.0.1", 0, &d.shard_port);
+    if (echo == NULL) {
+        fprintf(stderr, "frontgate demo: cannot start the echo shard\n");
+        rmdir(d.dir);
+        return 1;
+    }
+    char hex[65];
+    fg_statickeys_generate(d.key, sizeof(d.key), hex, sizeof(hex));
+    struct fg_buf path = {0}, text = {0};
+    fg_buf_printf(&path, "%s/keys.txt", d.dir);
+    fg_buf_printf(&text, "# demo key for user demo-user (groups developers, viewers)\n"
+                         "demo-user:%s:developers,viewers\n", hex);
+    write_file(path.data, text.data);
+    fg_buf_reset(&path);
+    fg_buf_reset(&text);
+    fg_buf_printf(&path, "%s/frontgate.yaml", d.dir);
+    fg_buf_printf(&text,
+                  "# Written by `frontgate demo`.\n"
+                  "listeners:\n  - address: %s\n"
+                  "shards:\n  - name: echo\n    url: http://127.0.0.1:%d\n"
+                  "    identity: requestHeader\n"
+                  "routes:\n  - prefix: /clusters/\n    workspace: path\n"
+                  "  - prefix: /\n    shard: echo\n"
+                  "workspaces:\n  - cluster: 1demo2cluster\n    path: root:demo\n"
+                  "    shard: echo\n"
+                  "authenticators:\n  - name: demo-keys\n    staticKeys: {file: keys.txt}\n"
+                  "authentication:\n  global: [demo-keys]\n",
+                  listen, d.shard_port);
+    write_file(path.data, text.data);
+    struct fg_errs errs = {0};
+    struct fg_snapshot *s = fg_snapshot_load(path.data, 1, &errs);
+    int rc = 1;
+    if (s == NULL) {
+        fg_errs_print(&errs, 0);
+        fg_errs_free(&errs);
+    } else {
+        rc = fg_server_run(path.data, s, demo_ready, &d);
+    }
+    fg_echo_stop(echo);
+    unlink(path.data);
+    fg_buf_reset(&path);
+    fg_buf_printf(&path, "%s/keys.txt", d.dir);
+    unlink(path.data);
+    rmdir(d.dir);
+    fg_buf_free(&path);
+    fg_buf_free(&text);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    fg_tls_init();
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("frontgate %s\n", FG_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0)
+        return cmd_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "hash-key") == 0)
+        return cmd_hash_key(argc - 1, argv + 1);
+    if (strcmp(cmd, "echo-shard") == 0)
+        return fg_echo_main(argc - 1, argv + 1);
+    if (cmd[0] == '-')
+        return cmd_run(argc, argv); /* frontgate -c FILE */
+    fprintf(stderr, "frontgate: unknown command \"%s\"\n\n%s", cmd, usage);
+    return 2;
+}

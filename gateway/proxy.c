@@ -1,0 +1,336 @@
+/*
+ * proxy.c - what happens between a complete request head and the shard:
+ * local endpoints, route and workspace resolution, authentication with
+ * union(global, workspace type) (which may park the request), the identity
+ * policy, and the request head frontgate sends upstream.
+ */
+#include "conn.h"
+#include "http.h"
+
+#include "../auth/identity.h"
+
+#include <event2/buffer.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char unauthorized_msg[] = "Unauthorized";
+
+/* ---- local endpoints ------------------------------------------------------ */
+
+static int local_endpoint(struct fg_conn *c, const char *path, size_t len)
+{
+    int ready;
+    if (fg_strn_eqi(path, len, "/healthz") || fg_strn_eqi(path, len, "/livez")) {
+        ready = 1;
+    } else if (fg_strn_eqi(path, len, "/readyz")) {
+        ready = __atomic_load_n(&fg_state.ready, __ATOMIC_RELAXED) &&
+                !__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED);
+    } else {
+        return 0;
+    }
+    if (ready)
+        fg_conn_respond(c, 200, "text/plain; charset=utf-8", "ok\n", 3);
+    else
+        fg_conn_respond(c, 503, "text/plain; charset=utf-8", "not ready\n", 10);
+    return 1;
+}
+
+/* ---- authentication ------------------------------------------------------- */
+
+static size_t nmembers(const struct fg_req *r)
+{
+    size_t n = r->snap->nglobal;
+    if (!r->unknown_ws && r->match.ws && r->match.ws->type != FG_WS_NO_TYPE)
+        n += r->snap->wstypes[r->match.ws->type].nauthns;
+    return n;
+}
+
+static struct fg_authn *member(const struct fg_req *r, size_t i)
+{
+    if (i < r->snap->nglobal)
+        return r->snap->global[i];
+    return r->snap->wstypes[r->match.ws->type].authns[i - r->snap->nglobal];
+}
+
+static int required(const struct fg_req *r)
+{
+    return nmembers(r) > 0;
+}
+
+static void unauthorized(struct fg_conn *c)
+{
+    fg_conn_respond_status(c, 401, "Unauthorized", unauthorized_msg);
+}
+
+static void forbidden_ws(struct fg_conn *c)
+{
+    fg_conn_respond_status(c, 403, "Forbidden", "forbidden: workspace access not permitted");
+}
+
+/* Applies the identity policy for the member that admitted it. 0, or -1 with r->reason. */
+static int apply_policy(struct fg_req *r, struct fg_identity *raw, size_t member_idx)
+{
+    const struct fg_config *cfg = r->snap->cfg;
+    struct fg_identity *id;
+    if (member_idx < r->snap->nglobal) {
+        id = fg_identity_policy_global(raw, cfg->drop_groups, cfg->ndrop_groups);
+    } else {
+        const char *why = NULL;
+        id = fg_identity_policy_workspace(raw, r->match.ws->cluster, &why);
+        if (id == NULL) {
+            r->reason = why;
+            return -1;
+        }
+    }
+    if (!fg_identity_header_safe(id)) {
+        fg_identity_unref(id);
+        r->reason = "identity contains characters not allowed in a header";
+        return -1;
+    }
+    r->identity = id;
+    return 0;
+}
+
+static void forward(struct fg_conn *c);
+
+/* After the union: answer, or go on to the shard. */
+static void auth_done(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    if (r->unknown_ws) {
+        /* Only an authenticated caller may learn that a workspace does not exist. */
+        if (r->identity)
+            forbidden_ws(c);
+        else
+            unauthorized(c);
+        return;
+    }
+    if (r->identity == NULL && required(r)) {
+        if (r->reason == NULL)
+            r->reason = r->auth_idx < 0 ? "no credentials" : "no authenticator accepted the credentials";
+        unauthorized(c);
+        return;
+    }
+    forward(c);
+}
+
+static void credential(const struct fg_req *r, struct fg_credential *cred)
+{
+    memset(cred, 0, sizeof(*cred));
+    if (r->auth_idx >= 0) {
+        size_t len;
+        const char *v = fg_req_header(r, r->auth_idx, &len);
+        fg_bearer_from_header(v, len, &cred->bearer, &cred->bearer_len);
+    }
+}
+
+/* Handles one member's answer; returns 1 when the union is finished. */
+static int auth_result(struct fg_req *r, struct fg_authn_result *res, size_t i)
+{
+    struct fg_authn *a = member(r, i);
+    switch (res->status) {
+    case FG_AUTHN_OK: {
+        int rc = apply_policy(r, res->identity, i);
+        fg_identity_unref(res->identity);
+        if (rc == 0) {
+            r->reason = NULL;
+            r->authn = a->name;
+            r->bearer_validated = 1;
+        }
+        return 1; /* an admitted identity the policy rejects is a failure, not "next" */
+    }
+    case FG_AUTHN_REJECTED:
+        r->reason = res->reason;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void auth_step(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    struct fg_credential cred;
+    credential(r, &cred);
+    size_t n = nmembers(r);
+    if (cred.bearer == NULL && n > 0) {
+        auth_done(c);
+        return;
+    }
+    while (r->authn_next < n) {
+        size_t i = r->authn_next;
+        struct fg_authn_result res;
+        enum fg_authn_status st = fg_authn_run(member(r, i), &cred, &res, &r->waiter);
+        if (st == FG_AUTHN_PENDING)
+            return; /* parked; auth_resume continues */
+        r->authn_next++;
+        if (auth_result(r, &res, i))
+            break;
+    }
+    auth_done(c);
+}
+
+static void auth_resume(struct fg_authn_waiter *w, struct fg_authn_result *res)
+{
+    struct fg_conn *c = (struct fg_conn *)((char *)w - offsetof(struct fg_conn, req.waiter));
+    struct fg_req *r = &c->req;
+    fg_conn_hold(c);
+    size_t i = r->authn_next++;
+    if (auth_result(r, res, i))
+        auth_done(c);
+    else
+        auth_step(c);
+    fg_conn_release(c);
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+void fg_proxy_dispatch(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    r->snap = fg_snapshot_ref(c->w->snap);
+    r->waiter.done = auth_resume;
+    const char *target = r->msg.raw.data;
+    size_t tlen = r->msg.first_len;
+    const char *q = memchr(target, '?', tlen);
+    if (local_endpoint(c, target, q ? (size_t)(q - target) : tlen))
+        return;
+    switch (fg_route_resolve(r->snap->cfg, target, tlen, &r->match)) {
+    case FG_ROUTE_OK:
+        break;
+    case FG_ROUTE_BAD_PATH:
+        fg_conn_respond_status(c, 400, "BadRequest", "invalid request path");
+        return;
+    case FG_ROUTE_NO_MATCH:
+        fg_conn_respond_status(c, 404, "NotFound",
+                               "the server could not find the requested resource");
+        return;
+    case FG_ROUTE_UNKNOWN_WS:
+        if (r->snap->nglobal == 0) {
+            forbidden_ws(c);
+            return;
+        }
+        r->unknown_ws = 1;
+        break;
+    case FG_ROUTE_UNAVAILABLE:
+        /* Authenticated first, like an existing workspace, so existence does not leak. */
+        break;
+    }
+    auth_step(c);
+}
+
+static void forward(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    if (r->match.ws && r->match.ws->phase == FG_WS_UNAVAILABLE) {
+        fg_conn_respond_status(c, 503, "ServiceUnavailable", "workspace is not available");
+        return;
+    }
+    fg_up_acquire(c, r->match.shard);
+}
+
+/* ---- the upstream request head -------------------------------------------- */
+
+static void add_hdr(struct fg_buf *b, const char *name, const char *value, size_t vlen)
+{
+    fg_buf_adds(b, name);
+    fg_buf_add(b, ": ", 2);
+    fg_buf_add(b, value, vlen);
+    fg_buf_add(b, "\r\n", 2);
+}
+
+static void add_identity(struct fg_buf *b, const struct fg_identity *id)
+{
+    add_hdr(b, "X-Remote-User", id->user, strlen(id->user));
+    if (id->uid)
+        add_hdr(b, "X-Remote-Uid", id->uid, strlen(id->uid));
+    for (size_t i = 0; i < id->ngroups; i++)
+        add_hdr(b, "X-Remote-Group", id->groups[i], strlen(id->groups[i]));
+    for (size_t i = 0; i < id->nextra; i++) {
+        for (size_t j = 0; j < id->extra[i].nvalues; j++) {
+            fg_buf_adds(b, "X-Remote-Extra-");
+            fg_identity_escape_extra_key(b, id->extra[i].key);
+            fg_buf_add(b, ": ", 2);
+            fg_buf_adds(b, id->extra[i].values[j]);
+            fg_buf_add(b, "\r\n", 2);
+        }
+    }
+}
+
+static void build_head(struct fg_conn *c, struct fg_buf *b)
+{
+    struct fg_req *r = &c->req;
+    const struct fg_msg *m = &r->msg;
+    const struct fg_shard_cfg *shard = &r->snap->cfg->shards[r->match.shard];
+    fg_buf_adds(b, http_method_str(r->method));
+    fg_buf_addc(b, ' ');
+    fg_route_upstream_target(b, shard, &r->match);
+    fg_buf_adds(b, " HTTP/1.1\r\n");
+    const char *host = shard->hostport;
+    size_t hlen = strlen(host);
+    if (r->host_idx >= 0)
+        host = fg_req_header(r, r->host_idx, &hlen);
+    add_hdr(b, "Host", host, hlen);
+    int keep_auth;
+    switch (shard->identity) {
+    case FG_IDENTITY_PASSTHROUGH:
+        keep_auth = 1;
+        break;
+    case FG_IDENTITY_NONE:
+        keep_auth = 0;
+        break;
+    default:
+        keep_auth = !r->bearer_validated; /* the shard checks what frontgate did not */
+        break;
+    }
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        const struct fg_hdr *h = &m->hdrs[i];
+        if (h->drop)
+            continue;
+        switch (h->kind) {
+        case FG_HDR_OTHER:
+            break;
+        case FG_HDR_AUTHORIZATION:
+            if (!keep_auth)
+                continue;
+            break;
+        case FG_HDR_UPGRADE:
+            if (!r->upgrade)
+                continue;
+            break;
+        default:
+            continue; /* framing, hop-by-hop, identity, forwarded, Host, Expect */
+        }
+        fg_buf_add(b, m->raw.data + h->name, h->name_len);
+        fg_buf_add(b, ": ", 2);
+        fg_buf_add(b, m->raw.data + h->value, h->value_len);
+        fg_buf_add(b, "\r\n", 2);
+    }
+    add_hdr(b, "X-Forwarded-For", c->peer, strlen(c->peer));
+    add_hdr(b, "X-Forwarded-Proto", c->tls ? "https" : "http", c->tls ? 5 : 4);
+    if (r->host_idx >= 0)
+        add_hdr(b, "X-Forwarded-Host", host, hlen);
+    fg_buf_printf(b, "X-Forwarded-Port: %d\r\n", c->port);
+    if (r->identity && shard->identity == FG_IDENTITY_REQUEST_HEADER)
+        add_identity(b, r->identity);
+    if (r->chunked)
+        fg_buf_adds(b, "Transfer-Encoding: chunked\r\n");
+    else if (r->has_cl)
+        fg_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->cl);
+    if (r->upgrade)
+        fg_buf_adds(b, "Connection: Upgrade\r\n");
+    fg_buf_add(b, "\r\n", 2);
+}
+
+void fg_proxy_send_head(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    if (r->up_head.len == 0)
+        build_head(c, &r->up_head);
+    bufferevent_write(c->up->bev, r->up_head.data, r->up_head.len);
+    int has_body = r->chunked || (r->has_cl && r->cl > 0);
+    if (r->expect_continue && has_body && r->minor >= 1 && !r->retried)
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    fg_conn_start_body(c);
+}

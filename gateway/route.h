@@ -1,0 +1,54 @@
+/*
+ * route.h - from a request target to a shard and a workspace.
+ *
+ * Routes are tried in config order; the first prefix that matches wins. A
+ * prefix ending in '/' matches any path that starts with it; otherwise it
+ * matches the exact path or the path followed by '/'. The part after the
+ * prefix (the routed part) must be clean: no empty segments (except a
+ * trailing '/'), no "." or ".." segments, and no percent-encoded
+ * unreserved characters, '/', '\' or NUL anywhere in the path (they would
+ * let a client smuggle a dot segment or a route prefix past frontgate and
+ * have the shard decode it). Pure functions; no I/O.
+ */
+#ifndef FG_ROUTE_H
+#define FG_ROUTE_H
+
+#include <stddef.h>
+
+#include "../config/base.h"
+#include "../config/config.h"
+
+enum fg_route_outcome {
+    FG_ROUTE_OK,
+    FG_ROUTE_NO_MATCH,        /* 404 */
+    FG_ROUTE_BAD_PATH,        /* 400: not origin-form, dot/empty segments, hostile encodings */
+    FG_ROUTE_UNKNOWN_WS,      /* 403: malformed or unknown workspace */
+    FG_ROUTE_UNAVAILABLE,     /* 503: workspace phase Unavailable */
+};
+
+struct fg_route_match {
+    const struct fg_route_cfg *route;
+    const struct fg_workspace *ws; /* NULL for shard routes */
+    uint32_t shard;
+    const char *path; /* the request path (no query) */
+    size_t path_len;
+    const char *query; /* after '?', or NULL */
+    size_t query_len;
+    const char *ws_name; /* the workspace segment as written in the URL */
+    size_t ws_name_len;
+    const char *rest; /* workspace routes: what follows the workspace segment ("" or "/...") */
+    size_t rest_len;
+};
+
+/* Resolves target (the raw request-target) against cfg. */
+enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *target,
+                                       size_t target_len, struct fg_route_match *m);
+
+/* True when a path passes the checks described above for its routed part starting at `from`. */
+int fg_route_path_ok(const char *path, size_t len, size_t from);
+
+/* Appends the path (and ?query) to send to the shard. */
+void fg_route_upstream_target(struct fg_buf *b, const struct fg_shard_cfg *shard,
+                              const struct fg_route_match *m);
+
+#endif

@@ -1,0 +1,370 @@
+#include "server.h"
+
+#include "worker.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct server {
+    const char *config_file;
+    struct event_base *base;
+    struct fg_worker *workers;
+    size_t nworkers;
+    uint64_t generation;
+    struct event *sighup, *sigterm, *sigint, *grace, *wake;
+    _Atomic int running; /* workers still in their loops */
+    _Atomic int force;   /* the grace period is over */
+    int draining;
+};
+
+static struct server *srv_global;
+
+/* ---- listeners ------------------------------------------------------------ */
+
+static int bind_one(const struct fg_listener_cfg *l, const char *port, char *bound, size_t blen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(l->host, port, &hints, &res);
+    if (rc != 0) {
+        fg_log(FG_LOG_ERROR, "%s:%d:%d: cannot resolve listener address %s: %s", l->mark.file,
+               l->mark.line, l->mark.col, l->address, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        fg_log(FG_LOG_ERROR, "%s:%d:%d: cannot listen on %s: %s", l->mark.file, l->mark.line,
+               l->mark.col, l->address, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(bound, blen, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+    freeaddrinfo(res);
+    return fd;
+}
+
+static const char *port_of(const char *bound)
+{
+    const char *c = strrchr(bound, ':');
+    return c ? c + 1 : "0";
+}
+
+/* Binds every listener once per worker (SO_REUSEPORT); fds[w * n + i]. */
+static int bind_all(const struct fg_config *cfg, size_t nworkers, int *fds, char **bound)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        char addr[128];
+        const char *port = cfg->listeners[i].port;
+        for (size_t w = 0; w < nworkers; w++) {
+            int fd = bind_one(&cfg->listeners[i], port, addr, sizeof(addr));
+            if (fd < 0)
+                return -1;
+            fds[w * cfg->nlisteners + i] = fd;
+            if (w == 0) {
+                bound[i] = fg_strdup(addr);
+                port = port_of(bound[i]); /* port 0: the rest share the kernel's choice */
+            }
+        }
+    }
+    return 0;
+}
+
+static int listeners_equal(const struct fg_config *a, const struct fg_config *b)
+{
+    if (a->nlisteners != b->nlisteners)
+        return 0;
+    for (size_t i = 0; i < a->nlisteners; i++)
+        if (strcmp(a->listeners[i].address, b->listeners[i].address) != 0 ||
+            a->listeners[i].tls != b->listeners[i].tls)
+            return 0;
+    return 1;
+}
+
+/* ---- workers -------------------------------------------------------------- */
+
+static void worker_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_worker *w = arg;
+    struct fg_snapshot *s = fg_snapshot_current();
+    if (s && s != w->snap) {
+        fg_pools_reset(w, s->cfg->nshards); /* idle connections of the old config go */
+        struct fg_snapshot *old = w->snap;
+        w->snap = s;
+        fg_snapshot_unref(old);
+    } else {
+        fg_snapshot_unref(s);
+    }
+    if (__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) && !w->draining) {
+        w->draining = 1;
+        for (size_t i = 0; i < w->nlisteners; i++) {
+            evconnlistener_free(w->listeners[i]);
+            w->listeners[i] = NULL;
+        }
+        fg_conn_drain_all(w);
+    }
+    if (srv_global && __atomic_load_n(&srv_global->force, __ATOMIC_RELAXED))
+        event_base_loopexit(w->base, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    struct fg_worker *w = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    __atomic_sub_fetch(&srv_global->running, 1, __ATOMIC_ACQ_REL);
+    event_active(srv_global->wake, EV_TIMEOUT, 1);
+    return NULL;
+}
+
+static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, const int *fds,
+                       const char *const *bound)
+{
+    w->id = id;
+    w->base = event_base_new();
+    if (w->base == NULL)
+        return -1;
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (w->dns == NULL)
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    TAILQ_INIT(&w->conns);
+    w->snap = fg_snapshot_ref(snap);
+    fg_pools_reset(w, snap->cfg->nshards);
+    w->nlisteners = snap->cfg->nlisteners;
+    w->listeners = fg_calloc(w->nlisteners, sizeof(*w->listeners));
+    w->listen_args = fg_calloc(w->nlisteners, sizeof(*w->listen_args));
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        const char *port = port_of(bound[i]);
+        uint64_t p = 0;
+        fg_parse_u64(port, strlen(port), 65535, &p);
+        w->listen_args[i] = (struct fg_listen_arg){w, i, (int)p};
+        w->listeners[i] = evconnlistener_new(w->base, fg_conn_accept, &w->listen_args[i],
+                                             LEV_OPT_CLOSE_ON_FREE, 0, fds[i]);
+        if (w->listeners[i] == NULL)
+            return -1;
+    }
+    w->wake = event_new(w->base, -1, 0, worker_wake, w);
+    return 0;
+}
+
+static void worker_free(struct fg_worker *w)
+{
+    fg_conn_close_all(w);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i])
+            evconnlistener_free(w->listeners[i]);
+    free(w->listeners);
+    free(w->listen_args);
+    fg_pools_free(w);
+    if (w->wake)
+        event_free(w->wake);
+    if (w->dns)
+        evdns_base_free(w->dns, 0);
+    fg_snapshot_unref(w->snap);
+    if (w->base)
+        event_base_free(w->base);
+}
+
+static void wake_workers(struct server *srv)
+{
+    for (size_t i = 0; i < srv->nworkers; i++)
+        event_active(srv->workers[i].wake, EV_TIMEOUT, 1);
+}
+
+/* ---- control -------------------------------------------------------------- */
+
+static void reload(struct server *srv)
+{
+    struct fg_errs errs = {0};
+    struct fg_snapshot *cur = fg_snapshot_current();
+    struct fg_snapshot *s = fg_snapshot_load(srv->config_file, srv->generation + 1, &errs);
+    if (s && !listeners_equal(s->cfg, cur->cfg)) {
+        fg_errs_add(&errs, srv->config_file, 0, 0,
+                    "listeners cannot change on reload; restart frontgate to apply them");
+        fg_snapshot_unref(s);
+        s = NULL;
+    }
+    if (s == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fg_log(FG_LOG_ERROR, "reload: %s", errs.msgs[i]);
+        fg_log(FG_LOG_ERROR, "reload failed; still serving configuration generation %llu",
+               (unsigned long long)cur->generation);
+        fg_errs_free(&errs);
+        fg_snapshot_unref(cur);
+        return;
+    }
+    srv->generation++;
+    if (s->cfg->workers && s->cfg->workers != srv->nworkers)
+        fg_log(FG_LOG_WARN, "reload: a new worker count takes effect on restart");
+    fg_log_set_level(s->cfg->log_level);
+    fg_log(FG_LOG_INFO, "reloaded configuration generation %llu: %zu workspaces, %zu routes",
+           (unsigned long long)s->generation, fg_index_count(s->cfg->index), s->cfg->nroutes);
+    fg_snapshot_install(s);
+    fg_snapshot_unref(cur);
+    wake_workers(srv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct server *srv = arg;
+    if (sig == SIGHUP) {
+        reload(srv);
+        return;
+    }
+    if (srv->draining) {
+        fg_log(FG_LOG_WARN, "second signal: closing remaining connections now");
+        __atomic_store_n(&srv->force, 1, __ATOMIC_RELAXED);
+        wake_workers(srv);
+        return;
+    }
+    srv->draining = 1;
+    struct fg_snapshot *s = fg_snapshot_current();
+    uint64_t grace = s->cfg->limits.shutdown_grace_ms;
+    fg_snapshot_unref(s);
+    fg_log(FG_LOG_INFO, "shutting down: finishing %ld in-flight requests (grace %llums)",
+           __atomic_load_n(&fg_state.requests, __ATOMIC_RELAXED), (unsigned long long)grace);
+    __atomic_store_n(&fg_state.draining, 1, __ATOMIC_RELAXED);
+    struct timeval tv = {(time_t)(grace / 1000), (suseconds_t)((grace % 1000) * 1000)};
+    evtimer_add(srv->grace, &tv);
+    wake_workers(srv);
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    fg_log(FG_LOG_WARN, "grace period over: closing %ld remaining connections",
+           __atomic_load_n(&fg_state.conns, __ATOMIC_RELAXED));
+    __atomic_store_n(&srv->force, 1, __ATOMIC_RELAXED);
+    wake_workers(srv);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    if (__atomic_load_n(&srv->running, __ATOMIC_ACQUIRE) == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn ready,
+                  void *arg)
+{
+    struct server srv = {0};
+    const struct fg_config *cfg = snap->cfg; /* only until the first reload */
+    const size_t nl = cfg->nlisteners;
+    int status = 1;
+    srv.config_file = config_file;
+    srv.generation = snap->generation;
+    srv_global = &srv;
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    fg_log_set_level(cfg->log_level);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    srv.nworkers = cfg->workers ? cfg->workers : (size_t)(ncpu > 0 ? ncpu : 1);
+    int *fds = fg_calloc(srv.nworkers * cfg->nlisteners, sizeof(int));
+    char **bound = fg_calloc(cfg->nlisteners, sizeof(char *));
+    for (size_t i = 0; i < srv.nworkers * cfg->nlisteners; i++)
+        fds[i] = -1;
+    fg_snapshot_install(snap);
+    srv.workers = fg_calloc(srv.nworkers, sizeof(struct fg_worker));
+    if (bind_all(cfg, srv.nworkers, fds, bound) != 0)
+        goto out;
+    for (size_t w = 0; w < srv.nworkers; w++) {
+        if (worker_init(&srv.workers[w], (int)w, snap, fds + w * cfg->nlisteners,
+                        (const char *const *)bound) != 0) {
+            fg_log(FG_LOG_ERROR, "cannot start worker %zu", w);
+            goto out;
+        }
+        for (size_t i = 0; i < cfg->nlisteners; i++)
+            fds[w * cfg->nlisteners + i] = -1; /* owned by the listener now */
+    }
+    srv.base = event_base_new();
+    srv.sighup = evsignal_new(srv.base, SIGHUP, on_signal, &srv);
+    srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+    srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+    srv.grace = evtimer_new(srv.base, on_grace, &srv);
+    srv.wake = event_new(srv.base, -1, 0, on_wake, &srv);
+    evsignal_add(srv.sighup, NULL);
+    evsignal_add(srv.sigterm, NULL);
+    evsignal_add(srv.sigint, NULL);
+    srv.running = (int)srv.nworkers;
+    for (size_t w = 0; w < srv.nworkers; w++)
+        pthread_create(&srv.workers[w].thread, NULL, worker_main, &srv.workers[w]);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        fg_log(FG_LOG_INFO, "listening on %s://%s", cfg->listeners[i].tls ? "https" : "http",
+               bound[i]);
+    fg_log(FG_LOG_INFO, "frontgate ready: %zu workers, %zu workspaces, %zu routes, %zu shards",
+           srv.nworkers, fg_index_count(cfg->index), cfg->nroutes, cfg->nshards);
+    __atomic_store_n(&fg_state.ready, 1, __ATOMIC_RELAXED);
+    if (ready)
+        ready(arg, bound, nl);
+    event_base_dispatch(srv.base);
+    for (size_t w = 0; w < srv.nworkers; w++)
+        pthread_join(srv.workers[w].thread, NULL);
+    fg_log(FG_LOG_INFO, "stopped");
+    status = 0;
+out:
+    for (size_t w = 0; w < srv.nworkers; w++)
+        worker_free(&srv.workers[w]);
+    free(srv.workers);
+    for (size_t i = 0; i < srv.nworkers * nl; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    for (size_t i = 0; i < nl; i++)
+        free(bound[i]);
+    free(bound);
+    free(fds);
+    if (srv.base) {
+        event_free(srv.sighup);
+        event_free(srv.sigterm);
+        event_free(srv.sigint);
+        event_free(srv.grace);
+        event_free(srv.wake);
+        event_base_free(srv.base);
+    }
+    fg_snapshot_install(NULL);
+    srv_global = NULL;
+    return status;
+}

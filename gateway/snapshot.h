@@ -1,0 +1,51 @@
+/*
+ * snapshot.h - everything a request reads, built whole from one config load
+ * and swapped atomically on SIGHUP. A request pins the snapshot it started
+ * with (a reference) until it completes, so a reload never changes a request
+ * half-way; a failed build leaves the current snapshot in place.
+ */
+#ifndef FG_SNAPSHOT_H
+#define FG_SNAPSHOT_H
+
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "../auth/authn.h"
+#include "../config/config.h"
+
+struct fg_wstype_rt {
+    struct fg_authn **authns;
+    size_t nauthns;
+};
+
+struct fg_snapshot {
+    int refs; /* atomic */
+    uint64_t generation;
+    struct fg_config *cfg;
+    SSL_CTX **listener_ctx; /* per listener; NULL for plaintext */
+    SSL_CTX **shard_ctx;    /* per shard; NULL for http:// */
+    struct fg_authn **authns; /* per cfg->authns */
+    struct fg_authn **global; /* cfg->global, resolved */
+    size_t nglobal;
+    struct fg_wstype_rt *wstypes; /* per cfg->wstypes */
+};
+
+/*
+ * Loads config_file and everything it names (key files, index, TLS files).
+ * Returns a snapshot with one reference, or NULL with every error in errs.
+ */
+struct fg_snapshot *fg_snapshot_load(const char *config_file, uint64_t generation,
+                                     struct fg_errs *errs);
+/* As fg_snapshot_load, from a config that was already parsed (takes ownership). */
+struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation,
+                                      struct fg_errs *errs);
+
+struct fg_snapshot *fg_snapshot_ref(struct fg_snapshot *s);
+void fg_snapshot_unref(struct fg_snapshot *s);
+
+/* Process-wide current snapshot: get returns a new reference. */
+struct fg_snapshot *fg_snapshot_current(void);
+/* Installs s (taking its reference) and drops the previous one. */
+void fg_snapshot_install(struct fg_snapshot *s);
+
+#endif

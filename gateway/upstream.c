@@ -1,0 +1,603 @@
+/*
+ * upstream.c - the shard side: a keep-alive pool per worker and shard,
+ * non-blocking connect (async DNS, TLS with SNI and hostname checks), the
+ * response parser, and the relay of response heads and bodies to the client
+ * with backpressure. Watches and other long responses stream as they arrive;
+ * nothing here puts a deadline on a response.
+ */
+#include "conn.h"
+#include "http.h"
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_IDLE_PER_SHARD 64
+#define FEED_MAX           (64 * 1024)
+
+static http_parser_settings resp_settings;
+
+static const struct fg_limits *up_limits(const struct fg_upconn *u)
+{
+    return &u->snap->cfg->limits;
+}
+
+/* ---- response parser callbacks -------------------------------------------- */
+
+static void msg_reset(struct fg_msg *m)
+{
+    fg_buf_reset(&m->raw);
+    m->nhdrs = 0;
+    m->first_len = 0;
+    m->in_value = 0;
+    m->bytes = 0;
+}
+
+static int count(struct fg_upconn *u, size_t len)
+{
+    u->msg.bytes += (uint32_t)len;
+    return u->msg.bytes > 4 * up_limits(u)->max_header_bytes ? -1 : 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct fg_upconn *u = p->data;
+    msg_reset(&u->msg);
+    u->got_bytes = 1;
+    return 0;
+}
+
+static int on_status(http_parser *p, const char *at, size_t len)
+{
+    struct fg_upconn *u = p->data;
+    if (count(u, len) != 0)
+        return -1;
+    fg_buf_add(&u->msg.raw, at, len);
+    u->msg.first_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct fg_upconn *u = p->data;
+    struct fg_msg *m = &u->msg;
+    if (u->head_done)
+        return 0; /* trailers */
+    if (count(u, len + 4) != 0)
+        return -1;
+    if (m->nhdrs == 0 || m->in_value) {
+        fg_grow(&m->hdrs, &m->hcap, m->nhdrs + 1, sizeof(struct fg_hdr));
+        struct fg_hdr *h = &m->hdrs[m->nhdrs++];
+        memset(h, 0, sizeof(*h));
+        h->name = h->value = (uint32_t)m->raw.len;
+        m->in_value = 0;
+    }
+    fg_buf_add(&m->raw, at, len);
+    m->hdrs[m->nhdrs - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct fg_upconn *u = p->data;
+    struct fg_msg *m = &u->msg;
+    if (u->head_done)
+        return 0;
+    if (count(u, len) != 0)
+        return -1;
+    struct fg_hdr *h = &m->hdrs[m->nhdrs - 1];
+    if (!m->in_value) {
+        h->value = (uint32_t)m->raw.len;
+        h->value_len = 0;
+        m->in_value = 1;
+    }
+    fg_buf_add(&m->raw, at, len);
+    h->value_len += (uint32_t)len;
+    return 0;
+}
+
+static void add_header(struct fg_buf *b, const struct fg_msg *m, const struct fg_hdr *h)
+{
+    fg_buf_add(b, m->raw.data + h->name, h->name_len);
+    fg_buf_add(b, ": ", 2);
+    fg_buf_add(b, m->raw.data + h->value, h->value_len);
+    fg_buf_add(b, "\r\n", 2);
+}
+
+/* Writes the client's response head; returns whether a body follows. */
+static int write_head(struct fg_upconn *u, struct fg_conn *c, int status)
+{
+    struct fg_msg *m = &u->msg;
+    struct fg_req *r = &c->req;
+    http_parser *p = &u->parser;
+    int conn_hdrs[8], nconn = 0, upgrade_idx = -1;
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        struct fg_hdr *h = &m->hdrs[i];
+        h->kind = (uint8_t)fg_hdr_classify(m->raw.data + h->name, h->name_len);
+        h->drop = 0;
+        if (h->kind == FG_HDR_CONNECTION && nconn < (int)FG_ARRAY_LEN(conn_hdrs))
+            conn_hdrs[nconn++] = (int)i;
+        if (h->kind == FG_HDR_UPGRADE)
+            upgrade_idx = (int)i;
+    }
+    for (int k = 0; k < nconn; k++) {
+        const struct fg_hdr *ch = &m->hdrs[conn_hdrs[k]];
+        for (size_t i = 0; i < m->nhdrs; i++) {
+            struct fg_hdr *h = &m->hdrs[i];
+            if (h->kind == FG_HDR_OTHER &&
+                fg_conn_token_lists(m->raw.data + ch->value, ch->value_len,
+                                    m->raw.data + h->name, h->name_len))
+                h->drop = 1;
+        }
+    }
+    int no_body = r->method == HTTP_HEAD || status == 204 || status == 304 || status == 101;
+    int upstream_cl = !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX;
+    struct fg_buf b = {0};
+    fg_buf_printf(&b, "HTTP/1.1 %d ", status);
+    if (m->first_len > 0)
+        fg_buf_add(&b, m->raw.data, m->first_len);
+    else
+        fg_buf_adds(&b, fg_http_reason(status));
+    fg_buf_add(&b, "\r\n", 2);
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        const struct fg_hdr *h = &m->hdrs[i];
+        if (h->drop)
+            continue;
+        switch (h->kind) {
+        case FG_HDR_CONNECTION:
+        case FG_HDR_HOP:
+        case FG_HDR_TRANSFER_ENCODING:
+        case FG_HDR_UPGRADE:
+            continue;
+        case FG_HDR_CONTENT_LENGTH:
+            if (status == 204 || (!no_body && !upstream_cl))
+                continue;
+            break;
+        default:
+            break;
+        }
+        add_header(&b, m, h);
+    }
+    if (status == 101) {
+        fg_buf_adds(&b, "Connection: Upgrade\r\n");
+        if (upgrade_idx >= 0)
+            add_header(&b, m, &m->hdrs[upgrade_idx]);
+    } else {
+        if (!no_body && !upstream_cl) {
+            if (r->minor >= 1) {
+                fg_buf_adds(&b, "Transfer-Encoding: chunked\r\n");
+                r->resp_chunked = 1;
+            } else {
+                c->close_after = 1; /* an HTTP/1.0 client reads until close */
+            }
+        }
+        if (!r->keepalive || c->w->draining)
+            c->close_after = 1;
+        if (c->close_after)
+            fg_buf_adds(&b, "Connection: close\r\n");
+        else if (r->minor == 0)
+            fg_buf_adds(&b, "Connection: keep-alive\r\n");
+    }
+    fg_buf_add(&b, "\r\n", 2);
+    bufferevent_write(c->bev, b.data, b.len);
+    fg_buf_free(&b);
+    r->status = status;
+    r->resp_started = 1;
+    return !no_body;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct fg_upconn *u = p->data;
+    struct fg_conn *c = u->conn;
+    int status = p->status_code;
+    if (c == NULL)
+        return -1;
+    if (status >= 100 && status < 200 && status != 101)
+        return 0; /* interim (100, 103): not forwarded; the final response follows */
+    if (status == 101 && !c->req.upgrade)
+        return -1; /* a switch nobody asked for */
+    u->head_done = 1;
+    if (status == 101)
+        u->upgraded = 1;
+    int body = write_head(u, c, status);
+    u->no_body = !body;
+    return body ? 0 : 1;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct fg_upconn *u = p->data;
+    struct fg_conn *c = u->conn;
+    if (c == NULL)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->req.resp_chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, at, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, at, len);
+    }
+    c->req.bytes_out += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct fg_upconn *u = p->data;
+    struct fg_conn *c = u->conn;
+    if (!u->head_done) {
+        /* The end of an interim response: parse the next one. */
+        msg_reset(&u->msg);
+        return 0;
+    }
+    if (c && c->req.resp_chunked)
+        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+    u->msg_done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void up_free(struct fg_upconn *u)
+{
+    fg_buf_free(&u->msg.raw);
+    free(u->msg.hdrs);
+    free(u);
+}
+
+static void up_hold(struct fg_upconn *u)
+{
+    u->holds++;
+}
+
+static void up_release(struct fg_upconn *u)
+{
+    if (--u->holds == 0 && u->dead)
+        up_free(u);
+}
+
+void fg_up_close(struct fg_upconn *u)
+{
+    if (u->dead)
+        return;
+    u->dead = 1;
+    if (u->state == UP_IDLE && u->snap == u->w->snap && u->shard < u->w->npools) {
+        struct fg_pool *pool = &u->w->pools[u->shard];
+        TAILQ_REMOVE(&pool->idle, u, link);
+        pool->nidle--;
+    }
+    bufferevent_free(u->bev);
+    fg_snapshot_unref(u->snap);
+    if (u->holds == 0)
+        up_free(u);
+}
+
+void fg_up_release(struct fg_upconn *u, int reusable)
+{
+    struct fg_worker *w = u->w;
+    reusable = reusable && u->msg_done && !u->upgraded && http_should_keep_alive(&u->parser) &&
+               u->snap == w->snap && !w->draining && u->shard < w->npools &&
+               evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
+    u->conn = NULL;
+    if (!reusable) {
+        fg_up_close(u);
+        return;
+    }
+    struct fg_pool *pool = &w->pools[u->shard];
+    u->state = UP_IDLE;
+    http_parser_init(&u->parser, HTTP_RESPONSE);
+    u->parser.data = u;
+    msg_reset(&u->msg);
+    u->got_bytes = u->head_done = u->msg_done = u->no_body = u->throttled = 0;
+    u->reused = 1;
+    bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
+    struct timeval tv = {(time_t)(up_limits(u)->upstream_idle_timeout_ms / 1000),
+                         (suseconds_t)((up_limits(u)->upstream_idle_timeout_ms % 1000) * 1000)};
+    bufferevent_set_timeouts(u->bev, &tv, NULL);
+    bufferevent_enable(u->bev, EV_READ);
+    TAILQ_INSERT_HEAD(&pool->idle, u, link);
+    if (++pool->nidle > MAX_IDLE_PER_SHARD)
+        fg_up_close(TAILQ_LAST(&pool->idle, fg_upconn_list));
+}
+
+void fg_pools_reset(struct fg_worker *w, size_t nshards)
+{
+    fg_pools_free(w);
+    w->pools = fg_calloc(nshards ? nshards : 1, sizeof(struct fg_pool));
+    w->npools = nshards;
+    for (size_t i = 0; i < nshards; i++)
+        TAILQ_INIT(&w->pools[i].idle);
+}
+
+void fg_pools_free(struct fg_worker *w)
+{
+    for (size_t i = 0; i < w->npools; i++) {
+        struct fg_pool *pool = &w->pools[i];
+        struct fg_upconn *u;
+        while ((u = TAILQ_FIRST(&pool->idle)) != NULL)
+            fg_up_close(u);
+    }
+    free(w->pools);
+    w->pools = NULL;
+    w->npools = 0;
+}
+
+/* ---- relaying ------------------------------------------------------------- */
+
+static void fail(struct fg_upconn *u, const char *why)
+{
+    struct fg_conn *c = u->conn;
+    if (c) {
+        c->up = NULL;
+        u->conn = NULL;
+    }
+    fg_up_close(u);
+    if (c)
+        fg_conn_upstream_failed(c, why);
+}
+
+static void throttle_check(struct fg_upconn *u, struct fg_conn *c)
+{
+    size_t max = up_limits(u)->max_buffer_bytes;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= max) {
+        /* The client reads slower than the shard sends: stop reading the shard. */
+        u->throttled = 1;
+        bufferevent_disable(u->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, max / 2, 0);
+    }
+}
+
+static void relay_tunnel(struct fg_upconn *u)
+{
+    struct fg_conn *c = u->conn;
+    if (c == NULL)
+        return;
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(u->bev));
+    throttle_check(u, c);
+}
+
+static void process_input(struct fg_upconn *u)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct fg_conn *c = u->conn;
+    if (u->state == UP_IDLE || c == NULL) {
+        fg_up_close(u); /* an idle shard connection must not talk */
+        return;
+    }
+    if (u->upgraded && c->state == CS_TUNNEL) {
+        if (!u->throttled)
+            relay_tunnel(u);
+        return;
+    }
+    while (!u->dead && !u->throttled && !u->msg_done && evbuffer_get_length(in) > 0) {
+        size_t n = evbuffer_get_contiguous_space(in);
+        if (n > FEED_MAX)
+            n = FEED_MAX;
+        const char *data = (const char *)evbuffer_pullup(in, (ssize_t)n);
+        size_t used = http_parser_execute(&u->parser, &resp_settings, data, n);
+        enum http_errno e = HTTP_PARSER_ERRNO(&u->parser);
+        evbuffer_drain(in, used);
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            fail(u, "malformed response");
+            return;
+        }
+        if (u->upgraded) {
+            /* 101: from here on both connections carry raw bytes. */
+            fg_conn_tunnel(c);
+            relay_tunnel(u);
+            return;
+        }
+        throttle_check(u, c);
+    }
+    if (u->msg_done && !u->dead) {
+        c->req.resp_done = 1;
+        fg_conn_maybe_finish(c);
+    }
+}
+
+void fg_up_unthrottle(struct fg_upconn *u)
+{
+    if (!u->throttled || u->dead)
+        return;
+    u->throttled = 0;
+    bufferevent_enable(u->bev, EV_READ);
+    up_hold(u);
+    process_input(u);
+    up_release(u);
+}
+
+/* The client side of a tunnel closed: flush what is buffered, then close. */
+void fg_up_tunnel(struct fg_upconn *u)
+{
+    u->conn = NULL;
+    if (evbuffer_get_length(bufferevent_get_output(u->bev)) == 0) {
+        fg_up_close(u);
+        return;
+    }
+    bufferevent_disable(u->bev, EV_READ);
+    bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct fg_upconn *u = arg;
+    up_hold(u);
+    process_input(u);
+    up_release(u);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct fg_upconn *u = arg;
+    up_hold(u);
+    if (u->conn == NULL && u->state == UP_ACTIVE) {
+        /* A tunnel's client left; we were flushing its last bytes. */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            fg_up_close(u);
+    } else if (u->conn && u->conn->throttled) {
+        fg_conn_unthrottle(u->conn);
+    }
+    up_release(u);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct fg_upconn *u = arg;
+    struct fg_conn *c = u->conn;
+    up_hold(u);
+    if (what & BEV_EVENT_CONNECTED) {
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        u->state = UP_ACTIVE;
+        if (c)
+            fg_proxy_send_head(c);
+        else
+            fg_up_close(u);
+        goto out;
+    }
+    if (u->state == UP_IDLE || c == NULL) {
+        fg_up_close(u);
+        goto out;
+    }
+    if (u->state == UP_CONNECTING) {
+        const char *why = (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "connect failed";
+        if (what & BEV_EVENT_ERROR) {
+            int dns = bufferevent_socket_get_dns_error(bev);
+            if (dns)
+                why = evutil_gai_strerror(dns);
+            else if (u->snap->shard_ctx[u->shard] && bufferevent_get_openssl_error(bev))
+                why = fg_tls_bev_error(bev);
+            else if (EVUTIL_SOCKET_ERROR())
+                why = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+        }
+        fail(u, why);
+        goto out;
+    }
+    if (u->upgraded && c->state == CS_TUNNEL) {
+        relay_tunnel(u);
+        c->up = NULL;
+        u->conn = NULL;
+        fg_up_close(u);
+        fg_conn_end_tunnel(c); /* closes the client once our last bytes are written */
+        goto out;
+    }
+    if ((what & BEV_EVENT_EOF) && u->head_done && !u->msg_done) {
+        /* A body delimited by the close of the connection ends here. */
+        http_parser_execute(&u->parser, &resp_settings, NULL, 0);
+        if (u->msg_done) {
+            c->req.resp_done = 1;
+            u->msg_done = 1;
+            fg_conn_maybe_finish(c);
+            goto out;
+        }
+    }
+    if (!u->got_bytes && u->reused && !c->req.body_started && !c->req.retried) {
+        /* A kept-alive connection the shard had already closed: try a fresh one. */
+        uint32_t shard = u->shard;
+        c->up = NULL;
+        u->conn = NULL;
+        fg_up_close(u);
+        c->req.retried = 1;
+        fg_up_acquire(c, shard);
+        goto out;
+    }
+    fail(u, (what & BEV_EVENT_EOF) ? "connection closed before the response completed"
+                                   : "connection error");
+out:
+    up_release(u);
+}
+
+/* ---- acquire -------------------------------------------------------------- */
+
+static void init_settings(void)
+{
+    resp_settings.on_message_begin = on_message_begin;
+    resp_settings.on_status = on_status;
+    resp_settings.on_header_field = on_header_field;
+    resp_settings.on_header_value = on_header_value;
+    resp_settings.on_headers_complete = on_headers_complete;
+    resp_settings.on_body = on_body;
+    resp_settings.on_message_complete = on_message_complete;
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static struct bufferevent *new_bev(struct fg_worker *w, struct fg_snapshot *snap, uint32_t shard)
+{
+    const struct fg_shard_cfg *s = &snap->cfg->shards[shard];
+    SSL_CTX *ctx = snap->shard_ctx[shard];
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    if (ctx == NULL)
+        return bufferevent_socket_new(w->base, -1, opts);
+    SSL *ssl = SSL_new(ctx);
+    const char *name = s->server_name ? s->server_name : s->host;
+    if (is_ip_literal(name)) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+    } else {
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set1_host(ssl, name);
+    }
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+    if (bev)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+void fg_up_acquire(struct fg_conn *c, uint32_t shard)
+{
+    struct fg_worker *w = c->w;
+    struct fg_snapshot *snap = c->req.snap;
+    if (resp_settings.on_status == NULL)
+        init_settings();
+    if (snap == w->snap && shard < w->npools && !c->req.retried) {
+        struct fg_pool *pool = &w->pools[shard];
+        struct fg_upconn *u = TAILQ_FIRST(&pool->idle);
+        if (u) {
+            TAILQ_REMOVE(&pool->idle, u, link);
+            pool->nidle--;
+            u->state = UP_ACTIVE;
+            u->conn = c;
+            c->up = u;
+            bufferevent_set_timeouts(u->bev, NULL, NULL);
+            fg_proxy_send_head(c);
+            return;
+        }
+    }
+    const struct fg_shard_cfg *s = &snap->cfg->shards[shard];
+    struct bufferevent *bev = new_bev(w, snap, shard);
+    if (bev == NULL) {
+        fg_conn_upstream_failed(c, "cannot create a connection");
+        return;
+    }
+    struct fg_upconn *u = fg_calloc(1, sizeof(*u));
+    u->w = w;
+    u->bev = bev;
+    u->shard = shard;
+    u->snap = fg_snapshot_ref(snap);
+    u->state = UP_CONNECTING;
+    u->conn = c;
+    c->up = u;
+    http_parser_init(&u->parser, HTTP_RESPONSE);
+    u->parser.data = u;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, u);
+    uint64_t ms = snap->cfg->limits.connect_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    bufferevent_set_timeouts(bev, &tv, &tv);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, s->host, s->port) != 0)
+        fail(u, "connect failed");
+}

@@ -1,0 +1,72 @@
+/*
+ * worker.h - one worker thread: its own event_base, its own SO_REUSEPORT
+ * listening sockets, its own upstream pools. A connection lives and dies on
+ * the worker that accepted it; workers share only the config snapshot (by
+ * reference) and a few atomic counters.
+ */
+#ifndef FG_WORKER_H
+#define FG_WORKER_H
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <pthread.h>
+#include <sys/queue.h>
+
+#include "snapshot.h"
+
+struct fg_conn;
+struct fg_upconn;
+
+struct fg_pool {
+    TAILQ_HEAD(fg_upconn_list, fg_upconn) idle;
+    size_t nidle;
+};
+
+struct fg_listen_arg {
+    struct fg_worker *w;
+    size_t index; /* into the snapshot's listeners */
+    int port;     /* as bound, for X-Forwarded-Port */
+};
+
+struct fg_worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener **listeners;
+    struct fg_listen_arg *listen_args;
+    size_t nlisteners;
+    struct event *wake; /* another thread asks us to look at the snapshot or shut down */
+    struct fg_snapshot *snap; /* what new requests pin */
+    struct fg_pool *pools;    /* per shard of snap */
+    size_t npools;
+    TAILQ_HEAD(fg_conn_list, fg_conn) conns;
+    size_t nconns;
+    int draining;
+};
+
+/* Process-wide state the workers read. */
+struct fg_server_state {
+    _Atomic long conns;      /* open client connections, all workers */
+    _Atomic long requests;   /* requests in flight, all workers */
+    _Atomic int draining;    /* SIGTERM received: stop accepting, finish in-flight */
+    _Atomic int ready;       /* listeners up and config loaded */
+};
+
+extern struct fg_server_state fg_state;
+
+/* Accept callback for a worker's listeners (conn.c). */
+void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
+                    void *arg);
+/* Closes connections with no request in flight; the rest close after their response. */
+void fg_conn_drain_all(struct fg_worker *w);
+
+/* Closes every connection of w now (shutdown after the grace period). */
+void fg_conn_close_all(struct fg_worker *w);
+
+/* Upstream pool (upstream.c). */
+void fg_pools_reset(struct fg_worker *w, size_t nshards);
+void fg_pools_free(struct fg_worker *w);
+
+#endif
