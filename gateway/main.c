@@ -3,6 +3,7 @@
  */
 #include "../auth/statickeys.h"
 #include "../config/config.h"
+#include "certgen.h"
 #include "echo.h"
 #include "server.h"
 #include "snapshot.h"
@@ -25,7 +26,8 @@ static const char usage[] =
     "Usage:\n"
     "  frontgate [run] -c FILE        run the proxy with a config file\n"
     "  frontgate check -c FILE        validate a config and everything it names\n"
-    "  frontgate demo [--listen ADDR] run an embedded demo (echo shard, workspace, fresh key)\n"
+    "  frontgate demo [--listen ADDR] [--tls-listen ADDR]\n"
+    "                                 run an embedded demo (echo shard, workspace, fresh key)\n"
     "  frontgate hash-key [--id NAME] [--groups G1,G2]\n"
     "                                 print a new API key and its key-file line\n"
     "  frontgate echo-shard [--listen ADDR]\n"
@@ -150,10 +152,14 @@ struct demo {
     int shard_port;
 };
 
+static const char *const demo_files[] = {"frontgate.yaml", "keys.txt", "ca.crt", "tls.crt",
+                                         "tls.key"};
+
 static void demo_ready(void *arg, char **addrs, size_t n)
 {
     struct demo *d = arg;
     const char *a = n > 0 ? addrs[0] : "127.0.0.1:8080";
+    const char *t = n > 1 ? addrs[1] : "127.0.0.1:8443";
     printf("\nfrontgate demo: an echo shard on 127.0.0.1:%d, workspace root:demo, and a fresh API "
            "key.\n\n"
            "  API key (printed once; only its SHA-256 is stored): %s\n\n"
@@ -161,14 +167,18 @@ static void demo_ready(void *arg, char **addrs, size_t n)
            "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:demo/api/v1/namespaces\n"
            "  curl -s http://%s/clusters/root:demo/api                      # no key: 401\n"
            "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:nope/api  # 403\n"
-           "  kubectl --server http://%s/clusters/root:demo --token %s auth whoami\n\n"
+           "  kubectl --server https://%s/clusters/root:demo --certificate-authority %s/ca.crt \\\n"
+           "          --token %s auth whoami\n\n"
+           "(kubectl sends credentials only over TLS, hence the second listener on %s.)\n"
            "Config: %s/frontgate.yaml (edit it and send SIGHUP to reload). Ctrl-C stops.\n\n",
-           d->shard_port, d->key, d->key, a, a, d->key, a, a, d->key, d->dir);
+           d->shard_port, d->key, d->key, a, a, d->key, a, t, d->dir, d->key, t, d->dir);
     fflush(stdout);
 }
 
-static int write_file(const char *path, const char *text)
+static int write_file(const char *dir, const char *name, const char *text)
 {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return -1;
@@ -176,17 +186,30 @@ static int write_file(const char *path, const char *text)
     return fclose(f);
 }
 
+static void demo_cleanup(struct demo *d)
+{
+    for (size_t i = 0; i < FG_ARRAY_LEN(demo_files); i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", d->dir, demo_files[i]);
+        unlink(path);
+    }
+    rmdir(d->dir);
+}
+
 static int cmd_demo(int argc, char **argv)
 {
-    const char *listen = "127.0.0.1:8080";
+    const char *listen = "127.0.0.1:8080", *tls_listen = "127.0.0.1:8443";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen = argv[++i];
+        } else if (strcmp(argv[i], "--tls-listen") == 0 && i + 1 < argc) {
+            tls_listen = argv[++i];
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("Usage: frontgate demo [--listen HOST:PORT]\n\n"
+            printf("Usage: frontgate demo [--listen HOST:PORT] [--tls-listen HOST:PORT]\n\n"
                    "Starts the built-in echo shard, writes a config with one workspace\n"
-                   "(root:demo) and a freshly generated API key into a private temporary\n"
-                   "directory, and runs frontgate on it (default 127.0.0.1:8080).\n");
+                   "(root:demo), a freshly generated API key and a throwaway CA and serving\n"
+                   "certificate into a private temporary directory, and runs frontgate on it:\n"
+                   "plain HTTP on 127.0.0.1:8080 and HTTPS on 127.0.0.1:8443 by default.\n");
             return 0;
         } else {
             fprintf(stderr, "frontgate demo: unknown argument \"%s\" (try --help)\n", argv[i]);
@@ -202,25 +225,27 @@ static int cmd_demo(int argc, char **argv)
                 strerror(errno));
         return 1;
     }
+    if (fg_certgen_demo(d.dir) != 0) {
+        demo_cleanup(&d);
+        return 1;
+    }
     struct fg_echo *echo = fg_echo_start("127.0.0.1", 0, &d.shard_port);
     if (echo == NULL) {
         fprintf(stderr, "frontgate demo: cannot start the echo shard\n");
-        rmdir(d.dir);
+        demo_cleanup(&d);
         return 1;
     }
     char hex[65];
     fg_statickeys_generate(d.key, sizeof(d.key), hex, sizeof(hex));
-    struct fg_buf path = {0}, text = {0};
-    fg_buf_printf(&path, "%s/keys.txt", d.dir);
+    struct fg_buf text = {0};
     fg_buf_printf(&text, "# demo key for user demo-user (groups developers, viewers)\n"
                          "demo-user:%s:developers,viewers\n", hex);
-    write_file(path.data, text.data);
-    fg_buf_reset(&path);
+    write_file(d.dir, "keys.txt", text.data);
     fg_buf_reset(&text);
-    fg_buf_printf(&path, "%s/frontgate.yaml", d.dir);
     fg_buf_printf(&text,
                   "# Written by `frontgate demo`.\n"
                   "listeners:\n  - address: %s\n"
+                  "  - address: %s\n    tls: {certFile: tls.crt, keyFile: tls.key}\n"
                   "shards:\n  - name: echo\n    url: http://127.0.0.1:%d\n"
                   "    identity: requestHeader\n"
                   "routes:\n  - prefix: /clusters/\n    workspace: path\n"
@@ -229,24 +254,21 @@ static int cmd_demo(int argc, char **argv)
                   "    shard: echo\n"
                   "authenticators:\n  - name: demo-keys\n    staticKeys: {file: keys.txt}\n"
                   "authentication:\n  global: [demo-keys]\n",
-                  listen, d.shard_port);
-    write_file(path.data, text.data);
+                  listen, tls_listen, d.shard_port);
+    write_file(d.dir, "frontgate.yaml", text.data);
+    fg_buf_reset(&text);
+    fg_buf_printf(&text, "%s/frontgate.yaml", d.dir);
     struct fg_errs errs = {0};
-    struct fg_snapshot *s = fg_snapshot_load(path.data, 1, &errs);
+    struct fg_snapshot *s = fg_snapshot_load(text.data, 1, &errs);
     int rc = 1;
     if (s == NULL) {
         fg_errs_print(&errs, 0);
         fg_errs_free(&errs);
     } else {
-        rc = fg_server_run(path.data, s, demo_ready, &d);
+        rc = fg_server_run(text.data, s, demo_ready, &d);
     }
     fg_echo_stop(echo);
-    unlink(path.data);
-    fg_buf_reset(&path);
-    fg_buf_printf(&path, "%s/keys.txt", d.dir);
-    unlink(path.data);
-    rmdir(d.dir);
-    fg_buf_free(&path);
+    demo_cleanup(&d);
     fg_buf_free(&text);
     return rc;
 }
