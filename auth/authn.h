@@ -47,8 +47,8 @@ typedef void (*fg_authn_done_fn)(struct fg_authn_waiter *w, struct fg_authn_resu
 struct fg_authn_waiter {
     fg_authn_done_fn done;
     void (*cancel)(struct fg_authn_waiter *w); /* set by the authenticator while pending */
-    void *impl;                               /* authenticator-private */
-    struct fg_authn_waiter *next;             /* authenticator-private list link */
+    void *impl;                                /* authenticator-private */
+    struct fg_authn_waiter *next;              /* authenticator-private list link */
 };
 
 struct fg_authn_ops {

@@ -21,15 +21,15 @@ struct fg_fetch_req {
     const char *accept;        /* or NULL */
     const void *body;
     size_t body_len;
-    SSL_CTX *tls;              /* verifies https:// peers; NULL = the system roots */
-    uint64_t timeout_ms;       /* whole exchange */
-    size_t max_response;       /* larger bodies fail the fetch */
+    SSL_CTX *tls;        /* verifies https:// peers; NULL = the system roots */
+    uint64_t timeout_ms; /* whole exchange */
+    size_t max_response; /* larger bodies fail the fetch */
 };
 
 struct fg_fetch_resp {
-    int status;                /* HTTP status, or 0 when the exchange failed */
-    const char *error;         /* why it failed (status 0), for the log */
-    const char *body;          /* NUL-terminated; valid only during the callback */
+    int status;        /* HTTP status, or 0 when the exchange failed */
+    const char *error; /* why it failed (status 0), for the log */
+    const char *body;  /* NUL-terminated; valid only during the callback */
     size_t body_len;
     const char *cache_control; /* the response header, or NULL */
     const char *retry_after;   /* the response header, or NULL */

@@ -150,8 +150,8 @@ struct fg_identity *fg_identity_policy_global(const struct fg_identity *id,
     return out;
 }
 
-struct fg_identity *fg_identity_policy_workspace(const struct fg_identity *id,
-                                                 const char *cluster, const char **reason)
+struct fg_identity *fg_identity_policy_workspace(const struct fg_identity *id, const char *cluster,
+                                                 const char **reason)
 {
     if (strncmp(id->user, "system:", 7) == 0) {
         *reason = "system usernames are not admitted";

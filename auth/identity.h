@@ -65,8 +65,8 @@ struct fg_identity *fg_identity_policy_global(const struct fg_identity *id,
  * authentication.kcp.io/cluster-name. Returns a new identity, or NULL with
  * *reason set when the identity is not admitted.
  */
-struct fg_identity *fg_identity_policy_workspace(const struct fg_identity *id,
-                                                 const char *cluster, const char **reason);
+struct fg_identity *fg_identity_policy_workspace(const struct fg_identity *id, const char *cluster,
+                                                 const char **reason);
 
 /*
  * Appends the header-name form of an extra key as kcp sends it: bytes that

@@ -31,8 +31,8 @@ static uint64_t slot_hash(const unsigned char *h)
 
 static int id_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == '@' || c == '+' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '@' || c == '+' || c == '/';
 }
 
 static int group_char(char c)
@@ -98,8 +98,8 @@ static long find_hash(const struct fg_statickeys *ks, const unsigned char *hash)
     return -1;
 }
 
-static long find_id(const struct fg_statickeys *ks, const struct parse_tables *pt,
-                    const char *id, size_t n)
+static long find_id(const struct fg_statickeys *ks, const struct parse_tables *pt, const char *id,
+                    size_t n)
 {
     if (pt->ids == NULL)
         return -1;
@@ -113,22 +113,22 @@ static long find_id(const struct fg_statickeys *ks, const struct parse_tables *p
 
 /* Parses one non-comment line; returns 0 or adds an error and returns -1. */
 static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const char *file,
-                      int lineno, const char *line, size_t len, const char *prefix,
+                      int lineno, int indent, const char *line, size_t len, const char *prefix,
                       const char *authn, struct fg_errs *errs)
 {
     const char *c1 = memchr(line, ':', len);
     if (c1 == NULL) {
-        fg_errs_add(errs, file, lineno, 1, "expected <key-id>:<sha256-hex>[:group,...]");
+        fg_errs_add(errs, file, lineno, indent + 1, "expected <key-id>:<sha256-hex>[:group,...]");
         return -1;
     }
     size_t idlen = (size_t)(c1 - line);
     if (idlen == 0) {
-        fg_errs_add(errs, file, lineno, 1, "empty key id");
+        fg_errs_add(errs, file, lineno, indent + 1, "empty key id");
         return -1;
     }
     for (size_t i = 0; i < idlen; i++) {
         if (!id_char(line[i])) {
-            fg_errs_add(errs, file, lineno, (int)i + 1,
+            fg_errs_add(errs, file, lineno, indent + (int)i + 1,
                         "key id may only use letters, digits and . _ - @ + /");
             return -1;
         }
@@ -139,27 +139,29 @@ static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const c
     size_t hexlen = (size_t)((c2 ? c2 : end) - hex);
     int hexcol = (int)(hex - line) + 1;
     if (hexlen != 64) {
-        fg_errs_add(errs, file, lineno, hexcol,
+        fg_errs_add(errs, file, lineno, indent + hexcol,
                     "the hash must be 64 hex digits (SHA-256), found %zu characters", hexlen);
         return -1;
     }
     unsigned char hash[32];
     for (size_t i = 0; i < 32; i++) {
-        int hi = fg_hexval((unsigned char)hex[2 * i]), lo = fg_hexval((unsigned char)hex[2 * i + 1]);
+        int hi = fg_hexval((unsigned char)hex[2 * i]),
+            lo = fg_hexval((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
-            fg_errs_add(errs, file, lineno, hexcol + (int)(2 * i) + (hi >= 0),
+            fg_errs_add(errs, file, lineno, indent + hexcol + (int)(2 * i) + (hi >= 0),
                         "invalid hex digit in the hash");
             return -1;
         }
         hash[i] = (unsigned char)(hi << 4 | lo);
     }
     if (find_id(ks, pt, line, idlen) >= 0) {
-        fg_errs_add(errs, file, lineno, 1, "key id \"%.*s\" is listed twice", (int)idlen, line);
+        fg_errs_add(errs, file, lineno, indent + 1, "key id \"%.*s\" is listed twice", (int)idlen,
+                    line);
         return -1;
     }
     long dup = find_hash(ks, hash);
     if (dup >= 0) {
-        fg_errs_add(errs, file, lineno, hexcol,
+        fg_errs_add(errs, file, lineno, indent + hexcol,
                     "this hash is listed twice (key ids \"%s\" and \"%.*s\")",
                     key_id(ks, (size_t)dup, pt->prefix_len), (int)idlen, line);
         return -1;
@@ -169,19 +171,25 @@ static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const c
     fg_buf_add(&user, line, idlen);
     struct fg_identity *id = fg_identity_new(user.data, authn);
     fg_buf_free(&user);
+    if (c2 && c2 + 1 == end) {
+        fg_errs_add(errs, file, lineno, indent + (int)(c2 - line) + 2,
+                    "empty group list (drop the trailing ':' for a key without groups)");
+        fg_identity_unref(id);
+        return -1;
+    }
     if (c2) {
         const char *g = c2 + 1;
         while (g < end) {
             const char *comma = memchr(g, ',', (size_t)(end - g));
             const char *gend = comma ? comma : end;
             if (gend == g) {
-                fg_errs_add(errs, file, lineno, (int)(g - line) + 1, "empty group name");
+                fg_errs_add(errs, file, lineno, indent + (int)(g - line) + 1, "empty group name");
                 fg_identity_unref(id);
                 return -1;
             }
             for (const char *p = g; p < gend; p++) {
                 if (!group_char(*p)) {
-                    fg_errs_add(errs, file, lineno, (int)(p - line) + 1,
+                    fg_errs_add(errs, file, lineno, indent + (int)(p - line) + 1,
                                 "group names may not contain spaces or control characters");
                     fg_identity_unref(id);
                     return -1;
@@ -192,7 +200,8 @@ static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const c
             free(name);
             g = comma ? comma + 1 : end;
             if (comma && g == end) {
-                fg_errs_add(errs, file, lineno, (int)(g - line), "trailing comma in groups");
+                fg_errs_add(errs, file, lineno, indent + (int)(g - line),
+                            "trailing comma in groups");
                 fg_identity_unref(id);
                 return -1;
             }
@@ -237,7 +246,8 @@ struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, si
             fg_errs_add(errs, file, lineno, 1, "NUL byte in line");
             continue;
         }
-        parse_line(ks, &pt, file, lineno, line + lead, trail - lead, prefix, authn_name, errs);
+        parse_line(ks, &pt, file, lineno, (int)lead, line + lead, trail - lead, prefix, authn_name,
+                   errs);
     }
     free(pt.ids);
     if (errs->n != before) {
@@ -306,8 +316,8 @@ struct statickeys_authn {
 };
 
 static enum fg_authn_status keys_authenticate(struct fg_authn *a, const struct fg_credential *cred,
-                                            struct fg_authn_result *res,
-                                            struct fg_authn_waiter *waiter)
+                                              struct fg_authn_result *res,
+                                              struct fg_authn_waiter *waiter)
 {
     (void)waiter;
     struct statickeys_authn *s = (struct statickeys_authn *)a;

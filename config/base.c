@@ -100,9 +100,10 @@ void fg_buf_addc(struct fg_buf *b, char c)
 
 void fg_buf_vprintf(struct fg_buf *b, const char *fmt, va_list ap)
 {
+    char probe[1];
     va_list cp;
     va_copy(cp, ap);
-    int n = vsnprintf(NULL, 0, fmt, cp);
+    int n = vsnprintf(probe, sizeof(probe), fmt, cp);
     va_end(cp);
     if (n < 0)
         return;
@@ -197,7 +198,7 @@ int fg_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
         if (s[i] < '0' || s[i] > '9')
             return -1;
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (max - d) / 10)
+        if (d > max || v > (max - d) / 10)
             return -1;
         v = v * 10 + d;
     }
@@ -232,6 +233,8 @@ int fg_parse_duration_ms(const char *s, uint64_t *out_ms)
         } else {
             return -1;
         }
+        if (v > (UINT64_MAX - total) / mul)
+            return -1;
         total += v * mul;
     }
     *out_ms = total;

@@ -182,7 +182,7 @@ static int split_hostport(const char *addr, char **host, char **port)
     *host = *port = NULL;
     if (addr[0] == '[') {
         const char *end = strchr(addr, ']');
-        if (end == NULL || end[1] != ':')
+        if (end == NULL || end == addr + 1 || end[1] != ':')
             return -1;
         *host = fg_strndup(addr + 1, (size_t)(end - addr - 1));
         colon = end + 1;
@@ -316,8 +316,7 @@ static int parse_url(const char *url, struct fg_shard_cfg *s, const char **why)
     s->port = s->https ? 443 : 80;
     if (portstr) {
         uint64_t p;
-        if (fg_parse_u64(portstr, (size_t)(rest + auth_len - portstr), 65535, &p) != 0 ||
-            p == 0) {
+        if (fg_parse_u64(portstr, (size_t)(rest + auth_len - portstr), 65535, &p) != 0 || p == 0) {
             *why = "has an invalid port";
             return -1;
         }
@@ -449,9 +448,9 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
             if (strcmp(ws, "path") == 0)
                 rt->kind = FG_ROUTE_WORKSPACE_PATH;
             else
-                err(r, fg_yaml_get(n, "workspace")->val,
-                    "route workspace \"%s\" must be \"path\"", ws);
-            if (rt->prefix && rt->prefix[rt->prefix_len - 1] != '/')
+                err(r, fg_yaml_get(n, "workspace")->val, "route workspace \"%s\" must be \"path\"",
+                    ws);
+            if (rt->prefix && rt->prefix_len > 0 && rt->prefix[rt->prefix_len - 1] != '/')
                 err(r, fg_yaml_get(n, "prefix")->val,
                     "a workspace route prefix must end with '/' (e.g. /clusters/)");
         } else {
@@ -569,8 +568,7 @@ static void read_wstypes(struct rd *r, struct fg_ynode *root)
         struct fg_ynode **items;
         size_t count;
         int present;
-        if (get_str_list(r, n, "authenticators", "workspaceType", &items, &count, &present) ==
-            0) {
+        if (get_str_list(r, n, "authenticators", "workspaceType", &items, &count, &present) == 0) {
             t->authns = fg_calloc(count, sizeof(uint32_t));
             for (size_t j = 0; j < count; j++) {
                 if (authn_by_name(r->cfg, items[j]->str, &t->authns[t->nauthns]) != 0)
@@ -603,14 +601,14 @@ struct field {
 #define FLINE(c) (f[c].line ? f[c].line : line)
 
 /* Validates one workspace and adds it; errors name (file, line, col of each field). */
-static int add_workspace(struct rd *r, const char *file, int line, const struct field *f)
+static int add_workspace(struct rd *r, const char *file, int line, int col, const struct field *f)
 {
     struct fg_config *cfg = r->cfg;
     uint32_t shard = 0, type = FG_WS_NO_TYPE;
     uint8_t phase = FG_WS_READY;
     int ok = 1;
     if (f[COL_CLUSTER].s == NULL) {
-        fg_errs_add(r->errs, file, line, 1, "workspace needs a cluster");
+        fg_errs_add(r->errs, file, line, col, "workspace needs a cluster");
         return -1;
     }
     if (!fg_index_valid_name(f[COL_CLUSTER].s, f[COL_CLUSTER].n)) {
@@ -626,7 +624,7 @@ static int add_workspace(struct rd *r, const char *file, int line, const struct 
         ok = 0;
     }
     if (f[COL_SHARD].s == NULL) {
-        fg_errs_add(r->errs, file, line, 1, "workspace \"%.*s\" needs a shard",
+        fg_errs_add(r->errs, file, line, col, "workspace \"%.*s\" needs a shard",
                     (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
         ok = 0;
     } else if (shard_by_name(cfg, f[COL_SHARD].s, f[COL_SHARD].n, &shard) != 0) {
@@ -656,16 +654,16 @@ static int add_workspace(struct rd *r, const char *file, int line, const struct 
     if (!ok)
         return -1;
     enum fg_index_add_result res =
-        fg_index_add(cfg->index, f[COL_CLUSTER].s, f[COL_CLUSTER].n, f[COL_PATH].s,
-                     f[COL_PATH].n, f[COL_WAREHOUSE].s, f[COL_WAREHOUSE].n, shard, type, phase);
+        fg_index_add(cfg->index, f[COL_CLUSTER].s, f[COL_CLUSTER].n, f[COL_PATH].s, f[COL_PATH].n,
+                     f[COL_WAREHOUSE].s, f[COL_WAREHOUSE].n, shard, type, phase);
     if (res == FG_INDEX_DUP_CLUSTER) {
-        fg_errs_add(r->errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col, "cluster \"%.*s\" is listed twice",
-                    (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
+        fg_errs_add(r->errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
+                    "cluster \"%.*s\" is listed twice", (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
         return -1;
     }
     if (res == FG_INDEX_DUP_PATH) {
-        fg_errs_add(r->errs, file, FLINE(COL_PATH), f[COL_PATH].col, "path \"%.*s\" is listed twice",
-                    (int)f[COL_PATH].n, f[COL_PATH].s);
+        fg_errs_add(r->errs, file, FLINE(COL_PATH), f[COL_PATH].col,
+                    "path \"%.*s\" is listed twice", (int)f[COL_PATH].n, f[COL_PATH].s);
         return -1;
     }
     if (res == FG_INDEX_DUP_WAREHOUSE) {
@@ -701,7 +699,7 @@ static void read_workspaces(struct rd *r, struct fg_ynode *root)
         }
         check_unknown(r, n, "workspace", "cluster, path, shard, type, phase, warehouse");
         /* Field errors point at the value's own line; the line is the entry's. */
-        add_workspace(r, r->file, n->line, f);
+        add_workspace(r, r->file, n->line, n->col, f);
     }
 }
 
@@ -714,6 +712,7 @@ static size_t split_tabs(const char *line, size_t len, struct field *out, size_t
                 out[n].s = line + start;
                 out[n].n = i - start;
                 out[n].col = (int)start + 1;
+                out[n].line = 0;
             }
             n++;
             start = i + 1;
@@ -750,8 +749,7 @@ int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs
         if (ncols == 0) {
             /* The first line names the columns. */
             if (nf > NCOLS) {
-                fg_errs_add(errs, path, lineno, 1, "header has %zu columns; at most %d", nf,
-                            NCOLS);
+                fg_errs_add(errs, path, lineno, 1, "header has %zu columns; at most %d", nf, NCOLS);
                 break;
             }
             int seen[NCOLS] = {0};
@@ -791,7 +789,7 @@ int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs
                 continue;
             f[map[i]] = raw[i];
         }
-        add_workspace(&r, path, lineno, f);
+        add_workspace(&r, path, lineno, 1, f);
     }
     if (ncols == 0 && errs->n == before)
         fg_errs_add(errs, path, 0, 0, "index file has no header line");

@@ -48,7 +48,7 @@ struct fg_shard_cfg {
     char *name;
     char *url;
     int https;
-    char *host;      /* without brackets */
+    char *host; /* without brackets */
     uint16_t port;
     char *hostport;  /* host[:port] as it appears in the URL */
     char *base_path; /* URL path without a trailing '/', may be "" */
@@ -101,13 +101,13 @@ struct fg_limits {
     uint32_t max_connections;
     uint64_t connect_timeout_ms;
     uint64_t shutdown_grace_ms;
-    uint32_t max_buffer_bytes;     /* per direction, per connection */
+    uint32_t max_buffer_bytes; /* per direction, per connection */
     uint64_t upstream_idle_timeout_ms;
 };
 
 struct fg_config {
     char *file;
-    char *dir; /* directory of file, for relative paths */
+    char *dir;        /* directory of file, for relative paths */
     unsigned workers; /* 0 = one per CPU */
 
     struct fg_listener_cfg *listeners;

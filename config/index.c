@@ -200,8 +200,7 @@ const struct fg_workspace *fg_index_by_path(const struct fg_index *ix, const cha
     return table_get(ix, &ix->by_path, key_path, s, n);
 }
 
-const struct fg_workspace *fg_index_by_warehouse(const struct fg_index *ix, const char *s,
-                                                 size_t n)
+const struct fg_workspace *fg_index_by_warehouse(const struct fg_index *ix, const char *s, size_t n)
 {
     return table_get(ix, &ix->by_warehouse, key_warehouse, s, n);
 }

@@ -168,8 +168,8 @@ static struct fg_ynode *parse_node(struct builder *b, yaml_event_t *ev, int dept
 {
     struct fg_ynode *n = NULL;
     if (depth > MAX_DEPTH) {
-        fg_errs_add(b->errs, b->file, (int)ev->start_mark.line + 1,
-                    (int)ev->start_mark.column + 1, "document nested too deeply");
+        fg_errs_add(b->errs, b->file, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                    "document nested too deeply");
         b->failed = 1;
         yaml_event_delete(ev);
         return NULL;
@@ -206,13 +206,13 @@ static struct fg_ynode *parse_node(struct builder *b, yaml_event_t *ev, int dept
         n = parse_seq(b, ev, depth);
         break;
     case YAML_ALIAS_EVENT:
-        fg_errs_add(b->errs, b->file, (int)ev->start_mark.line + 1,
-                    (int)ev->start_mark.column + 1, "YAML aliases are not supported");
+        fg_errs_add(b->errs, b->file, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                    "YAML aliases are not supported");
         b->failed = 1;
         break;
     default:
-        fg_errs_add(b->errs, b->file, (int)ev->start_mark.line + 1,
-                    (int)ev->start_mark.column + 1, "unexpected YAML event");
+        fg_errs_add(b->errs, b->file, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+                    "unexpected YAML event");
         b->failed = 1;
         break;
     }
@@ -220,8 +220,7 @@ static struct fg_ynode *parse_node(struct builder *b, yaml_event_t *ev, int dept
     return n;
 }
 
-struct fg_ynode *fg_yaml_parse(const char *file, const char *text, size_t len,
-                               struct fg_errs *errs)
+struct fg_ynode *fg_yaml_parse(const char *file, const char *text, size_t len, struct fg_errs *errs)
 {
     struct builder b = {.file = file, .errs = errs};
     struct fg_ynode *root = NULL;
@@ -239,8 +238,7 @@ struct fg_ynode *fg_yaml_parse(const char *file, const char *text, size_t len,
         }
         if (t == YAML_DOCUMENT_START_EVENT) {
             if (++docs > 1) {
-                fg_errs_add(errs, file, (int)ev.start_mark.line + 1,
-                            (int)ev.start_mark.column + 1,
+                fg_errs_add(errs, file, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
                             "only one YAML document is allowed per file");
                 yaml_event_delete(&ev);
                 goto fail;

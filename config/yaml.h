@@ -34,17 +34,17 @@ struct fg_ynode;
 struct fg_ypair {
     struct fg_ynode *key; /* always a scalar */
     struct fg_ynode *val;
-    int used;             /* set by the config reader; unused keys are errors */
+    int used; /* set by the config reader; unused keys are errors */
 };
 
 struct fg_ynode {
     enum fg_ykind kind;
-    int line, col;        /* 1-based */
+    int line, col; /* 1-based */
     const char *file;
     /* FG_Y_SCALAR */
     char *str;
     size_t len;
-    int plain;            /* unquoted, so "null", "~", "true" have their YAML meaning */
+    int plain; /* unquoted, so "null", "~", "true" have their YAML meaning */
     /* FG_Y_SEQ */
     struct fg_ynode **items;
     size_t nitems;

@@ -17,8 +17,8 @@ void fg_access_log(struct fg_conn *c)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    fg_buf_printf(&b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ info access method=",
-                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+    fg_buf_printf(&b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ info access method=", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                   ts.tv_nsec / 1000000);
     fg_buf_adds(&b, r->msg.first_len ? http_method_str(r->method) : "-");
     const char *target = r->msg.raw.data ? r->msg.raw.data : "";
@@ -48,9 +48,8 @@ void fg_access_log(struct fg_conn *c)
         fg_buf_logval(&b, r->reason, strlen(r->reason));
     }
     uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
-    fg_buf_printf(&b, " dur_ms=%llu.%03llu bytes=%llu peer=%s\n",
-                  (unsigned long long)(dur / 1000), (unsigned long long)(dur % 1000),
-                  (unsigned long long)r->bytes_out, c->peer);
+    fg_buf_printf(&b, " dur_ms=%llu.%03llu bytes=%llu peer=%s\n", (unsigned long long)(dur / 1000),
+                  (unsigned long long)(dur % 1000), (unsigned long long)r->bytes_out, c->peer);
     fg_log_write(b.data, b.len);
     fg_buf_free(&b);
 }

@@ -66,7 +66,8 @@ static int write_pem(const char *dir, const char *name, X509 *cert, EVP_PKEY *ke
     if (f == NULL)
         return -1;
     chmod(path, 0600);
-    int ok = cert ? PEM_write_X509(f, cert) : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    int ok =
+        cert ? PEM_write_X509(f, cert) : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
     return (fclose(f) == 0 && ok) ? 0 : -1;
 }
 

@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FEED_MAX      (64 * 1024)
-#define LINGER_MS     2000
-#define READ_HIGH_WM  (256 * 1024)
+#define FEED_MAX     (64 * 1024)
+#define LINGER_MS    2000
+#define READ_HIGH_WM (256 * 1024)
 
 struct fg_server_state fg_state;
 
@@ -218,8 +218,8 @@ static int check_head(struct fg_conn *c)
             if (h->kind == FG_HDR_HOST || h->kind == FG_HDR_CONTENT_LENGTH ||
                 h->kind == FG_HDR_TRANSFER_ENCODING || h->kind == FG_HDR_UPGRADE)
                 continue;
-            if (fg_conn_token_lists(m->raw.data + ch->value, ch->value_len,
-                                    m->raw.data + h->name, h->name_len))
+            if (fg_conn_token_lists(m->raw.data + ch->value, ch->value_len, m->raw.data + h->name,
+                                    h->name_len))
                 h->drop = 1;
         }
     }
@@ -401,8 +401,7 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
 {
     struct fg_req *r = &c->req;
     int has_body = r->chunked || (r->has_cl && r->cl > 0);
-    if (c->state == CS_HEAD || (!r->body_done && has_body) || !r->keepalive ||
-        c->w->draining)
+    if (c->state == CS_HEAD || (!r->body_done && has_body) || !r->keepalive || c->w->draining)
         c->close_after = 1;
     struct fg_buf b = {0};
     fg_buf_printf(&b,
@@ -446,8 +445,7 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
     fg_conn_maybe_finish(c);
 }
 
-void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason,
-                            const char *message)
+void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason, const char *message)
 {
     struct fg_buf body = {0};
     fg_status_json(&body, status, reason, message);

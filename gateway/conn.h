@@ -56,10 +56,10 @@ struct fg_req {
     uint64_t cl;
     int upgrade;
     int expect_continue;
-    int host_idx; /* header index or -1 */
-    int auth_idx; /* Authorization header index or -1 */
-    int body_started; /* body bytes were sent upstream */
-    int body_done;    /* the client finished sending the request (or we gave up on it) */
+    int host_idx;       /* header index or -1 */
+    int auth_idx;       /* Authorization header index or -1 */
+    int body_started;   /* body bytes were sent upstream */
+    int body_done;      /* the client finished sending the request (or we gave up on it) */
     int body_abandoned; /* answered before the body was read: the connection closes */
     int in_trailers;
 
@@ -71,10 +71,10 @@ struct fg_req {
     const char *reason; /* why authentication failed, for the log */
     int bearer_validated;
     struct fg_authn_waiter waiter;
-    size_t authn_next;  /* position in union(global, workspace) */
-    int unknown_ws;     /* authenticate only to choose 401 or 403 */
+    size_t authn_next; /* position in union(global, workspace) */
+    int unknown_ws;    /* authenticate only to choose 401 or 403 */
 
-    int status;       /* response status, for the log */
+    int status; /* response status, for the log */
     int logged;
     int resp_started; /* response head written to the client */
     int resp_done;
@@ -123,9 +123,9 @@ struct fg_upconn {
     http_parser parser;
     struct fg_msg msg;
     int reused;
-    int got_bytes;      /* any response byte arrived */
+    int got_bytes; /* any response byte arrived */
     int head_done;
-    int msg_done;       /* a final response completed */
+    int msg_done; /* a final response completed */
     int no_body;
     int throttled;
     int upgraded;
@@ -140,8 +140,7 @@ void fg_conn_close(struct fg_conn *c);
 /* Writes a complete local response (Status JSON unless content_type given). */
 void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, const char *body,
                      size_t body_len);
-void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason,
-                            const char *message);
+void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason, const char *message);
 /* The shard is ready for the body: resume parsing the client's request. */
 void fg_conn_start_body(struct fg_conn *c);
 /* Called when either half of an exchange completes; finishes the request when both have. */

@@ -31,7 +31,8 @@ static char *unescape_key(const char *s)
             c = (char)(c + 32);
         if (c == '%' && i + 2 < n && fg_hexval((unsigned char)s[i + 1]) >= 0 &&
             fg_hexval((unsigned char)s[i + 2]) >= 0) {
-            c = (char)(fg_hexval((unsigned char)s[i + 1]) << 4 | fg_hexval((unsigned char)s[i + 2]));
+            c = (char)(fg_hexval((unsigned char)s[i + 1]) << 4 |
+                       fg_hexval((unsigned char)s[i + 2]));
             i += 2;
         }
         *o++ = c;
@@ -116,17 +117,17 @@ static void handle(struct evhttp_request *req, void *arg)
         json_array_append_new(arr, json_string(v));
         free(lower);
     }
-    static const char *const methods[] = {"GET",     "POST",    "HEAD",  "PUT",  "DELETE",
-                                          "OPTIONS", "TRACE",   "CONNECT", "PATCH"};
+    static const char *const methods[] = {"GET",     "POST",  "HEAD",    "PUT",  "DELETE",
+                                          "OPTIONS", "TRACE", "CONNECT", "PATCH"};
     int cmd = evhttp_request_get_command(req);
     const char *method = "OTHER";
     for (size_t i = 0; i < FG_ARRAY_LEN(methods); i++)
         if (cmd == (1 << i))
             method = methods[i];
     size_t body = evbuffer_get_length(evhttp_request_get_input_buffer(req));
-    json_t *doc = json_pack("{s:s, s:s%, s:s?, s:o, s:o, s:I}", "method", method, "path", uri,
-                            plen, "query", q ? q + 1 : NULL, "user", user_info(hdrs), "headers",
-                            headers, "bodyBytes", (json_int_t)body);
+    json_t *doc = json_pack("{s:s, s:s%, s:s?, s:o, s:o, s:I}", "method", method, "path", uri, plen,
+                            "query", q ? q + 1 : NULL, "user", user_info(hdrs), "headers", headers,
+                            "bodyBytes", (json_int_t)body);
     reply(req, 200, doc);
 }
 
@@ -144,8 +145,8 @@ static struct fg_echo *echo_new(const char *host, int port, int *bound_port)
     e->http = evhttp_new(e->base);
     evhttp_set_gencb(e->http, handle, e);
     evhttp_set_allowed_methods(e->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_OPTIONS);
     struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(e->http, host, (uint16_t)port);
     if (s == NULL) {
         evhttp_free(e->http);

@@ -69,8 +69,8 @@ enum fg_hdr_kind fg_hdr_classify(const char *name, size_t len)
     return FG_HDR_OTHER;
 }
 
-void fg_each_token(const char *value, size_t vlen,
-                   void (*fn)(void *arg, const char *tok, size_t n), void *arg)
+void fg_each_token(const char *value, size_t vlen, void (*fn)(void *arg, const char *tok, size_t n),
+                   void *arg)
 {
     size_t i = 0;
     while (i < vlen) {

@@ -12,15 +12,15 @@
 #include "../config/base.h"
 
 enum fg_hdr_kind {
-    FG_HDR_OTHER,          /* passed through */
+    FG_HDR_OTHER, /* passed through */
     FG_HDR_HOST,
     FG_HDR_CONTENT_LENGTH, /* framing: frontgate writes its own */
     FG_HDR_TRANSFER_ENCODING,
-    FG_HDR_CONNECTION,     /* hop-by-hop */
-    FG_HDR_UPGRADE,        /* hop-by-hop, kept for upgrade requests */
-    FG_HDR_HOP,            /* other hop-by-hop: Keep-Alive, TE, Trailer, Proxy-* */
-    FG_HDR_IDENTITY,       /* X-Remote-*: never trusted from a client */
-    FG_HDR_FORWARDED,      /* X-Forwarded-*, Forwarded, X-Real-IP: set by frontgate */
+    FG_HDR_CONNECTION, /* hop-by-hop */
+    FG_HDR_UPGRADE,    /* hop-by-hop, kept for upgrade requests */
+    FG_HDR_HOP,        /* other hop-by-hop: Keep-Alive, TE, Trailer, Proxy-* */
+    FG_HDR_IDENTITY,   /* X-Remote-*: never trusted from a client */
+    FG_HDR_FORWARDED,  /* X-Forwarded-*, Forwarded, X-Real-IP: set by frontgate */
     FG_HDR_AUTHORIZATION,
     FG_HDR_EXPECT,
 };
@@ -32,8 +32,8 @@ enum fg_hdr_kind fg_hdr_classify(const char *name, size_t len);
 int fg_conn_token_lists(const char *value, size_t vlen, const char *name, size_t nlen);
 
 /* Calls fn for each comma-separated, trimmed, non-empty token of value. */
-void fg_each_token(const char *value, size_t vlen,
-                   void (*fn)(void *arg, const char *tok, size_t n), void *arg);
+void fg_each_token(const char *value, size_t vlen, void (*fn)(void *arg, const char *tok, size_t n),
+                   void *arg);
 
 /* True when a Transfer-Encoding value is exactly "chunked" (any case, optional spaces). */
 int fg_te_is_chunked(const char *value, size_t vlen);

@@ -115,8 +115,7 @@ static int cmd_hash_key(int argc, char **argv)
                    "  key: fgk_...\n  line: NAME:<sha256-hex>[:G1,G2]\n");
             return 0;
         } else {
-            fprintf(stderr, "frontgate hash-key: unknown argument \"%s\" (try --help)\n",
-                    argv[i]);
+            fprintf(stderr, "frontgate hash-key: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
     }
@@ -132,8 +131,8 @@ static int cmd_hash_key(int argc, char **argv)
     fg_buf_printf(&line, "%s:%s%s%s", id, hex, groups ? ":" : "", groups ? groups : "");
     /* The parser is the judge of what a valid line is. */
     struct fg_errs errs = {0};
-    struct fg_statickeys *ks = fg_statickeys_parse("--id/--groups", line.data, line.len, NULL,
-                                                   "hash-key", &errs);
+    struct fg_statickeys *ks =
+        fg_statickeys_parse("--id/--groups", line.data, line.len, NULL, "hash-key", &errs);
     if (ks == NULL) {
         fg_errs_print(&errs, 0);
         fg_errs_free(&errs);
@@ -160,18 +159,19 @@ static void demo_ready(void *arg, char **addrs, size_t n)
     struct demo *d = arg;
     const char *a = n > 0 ? addrs[0] : "127.0.0.1:8080";
     const char *t = n > 1 ? addrs[1] : "127.0.0.1:8443";
-    printf("\nfrontgate demo: an echo shard on 127.0.0.1:%d, workspace root:demo, and a fresh API "
-           "key.\n\n"
-           "  API key (printed once; only its SHA-256 is stored): %s\n\n"
-           "Try:\n"
-           "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:demo/api/v1/namespaces\n"
-           "  curl -s http://%s/clusters/root:demo/api                      # no key: 401\n"
-           "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:nope/api  # 403\n"
-           "  kubectl --server https://%s/clusters/root:demo --certificate-authority %s/ca.crt \\\n"
-           "          --token %s auth whoami\n\n"
-           "(kubectl sends credentials only over TLS, hence the second listener on %s.)\n"
-           "Config: %s/frontgate.yaml (edit it and send SIGHUP to reload). Ctrl-C stops.\n\n",
-           d->shard_port, d->key, d->key, a, a, d->key, a, t, d->dir, d->key, t, d->dir);
+    printf(
+        "\nfrontgate demo: an echo shard on 127.0.0.1:%d, workspace root:demo, and a fresh API "
+        "key.\n\n"
+        "  API key (printed once; only its SHA-256 is stored): %s\n\n"
+        "Try:\n"
+        "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:demo/api/v1/namespaces\n"
+        "  curl -s http://%s/clusters/root:demo/api                      # no key: 401\n"
+        "  curl -s -H 'Authorization: Bearer %s' http://%s/clusters/root:nope/api  # 403\n"
+        "  kubectl --server https://%s/clusters/root:demo --certificate-authority %s/ca.crt \\\n"
+        "          --token %s auth whoami\n\n"
+        "(kubectl sends credentials only over TLS, hence the second listener on %s.)\n"
+        "Config: %s/frontgate.yaml (edit it and send SIGHUP to reload). Ctrl-C stops.\n\n",
+        d->shard_port, d->key, d->key, a, a, d->key, a, t, d->dir, d->key, t, d->dir);
     fflush(stdout);
 }
 
@@ -238,8 +238,10 @@ static int cmd_demo(int argc, char **argv)
     char hex[65];
     fg_statickeys_generate(d.key, sizeof(d.key), hex, sizeof(hex));
     struct fg_buf text = {0};
-    fg_buf_printf(&text, "# demo key for user demo-user (groups developers, viewers)\n"
-                         "demo-user:%s:developers,viewers\n", hex);
+    fg_buf_printf(&text,
+                  "# demo key for user demo-user (groups developers, viewers)\n"
+                  "demo-user:%s:developers,viewers\n",
+                  hex);
     write_file(d.dir, "keys.txt", text.data);
     fg_buf_reset(&text);
     fg_buf_printf(&text,

@@ -108,7 +108,8 @@ static void auth_done(struct fg_conn *c)
     }
     if (r->identity == NULL && required(r)) {
         if (r->reason == NULL)
-            r->reason = r->auth_idx < 0 ? "no credentials" : "no authenticator accepted the credentials";
+            r->reason =
+                r->auth_idx < 0 ? "no credentials" : "no authenticator accepted the credentials";
         unauthorized(c);
         return;
     }

@@ -20,10 +20,10 @@
 
 enum fg_route_outcome {
     FG_ROUTE_OK,
-    FG_ROUTE_NO_MATCH,        /* 404 */
-    FG_ROUTE_BAD_PATH,        /* 400: not origin-form, dot/empty segments, hostile encodings */
-    FG_ROUTE_UNKNOWN_WS,      /* 403: malformed or unknown workspace */
-    FG_ROUTE_UNAVAILABLE,     /* 503: workspace phase Unavailable */
+    FG_ROUTE_NO_MATCH,    /* 404 */
+    FG_ROUTE_BAD_PATH,    /* 400: not origin-form, dot/empty segments, hostile encodings */
+    FG_ROUTE_UNKNOWN_WS,  /* 403: malformed or unknown workspace */
+    FG_ROUTE_UNAVAILABLE, /* 503: workspace phase Unavailable */
 };
 
 struct fg_route_match {

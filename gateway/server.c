@@ -151,8 +151,8 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
     w->base = event_base_new();
     if (w->base == NULL)
         return -1;
-    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    w->dns = evdns_base_new(w->base,
+                            EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (w->dns == NULL)
         w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     TAILQ_INIT(&w->conns);
@@ -287,8 +287,7 @@ static void raise_nofile(void)
     }
 }
 
-int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn ready,
-                  void *arg)
+int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn ready, void *arg)
 {
     struct server srv = {0};
     const struct fg_config *cfg = snap->cfg; /* only until the first reload */

@@ -19,7 +19,6 @@ typedef void (*fg_ready_fn)(void *arg, char **addrs, size_t n);
  * Runs until shutdown. Takes the snapshot's reference. config_file is what
  * SIGHUP re-reads. Returns the process exit status.
  */
-int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn ready,
-                  void *arg);
+int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn ready, void *arg);
 
 #endif

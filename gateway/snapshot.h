@@ -22,8 +22,8 @@ struct fg_snapshot {
     int refs; /* atomic */
     uint64_t generation;
     struct fg_config *cfg;
-    SSL_CTX **listener_ctx; /* per listener; NULL for plaintext */
-    SSL_CTX **shard_ctx;    /* per shard; NULL for http:// */
+    SSL_CTX **listener_ctx;   /* per listener; NULL for plaintext */
+    SSL_CTX **shard_ctx;      /* per shard; NULL for http:// */
     struct fg_authn **authns; /* per cfg->authns */
     struct fg_authn **global; /* cfg->global, resolved */
     size_t nglobal;

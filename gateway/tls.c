@@ -123,8 +123,7 @@ SSL_CTX *fg_tls_client_ctx(const struct fg_config *cfg, const struct fg_shard_cf
         else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
             rc = file_err(errs, &s->mark, "cannot load shard clientKeyFile", key);
         else if (SSL_CTX_check_private_key(ctx) != 1)
-            rc = file_err(errs, &s->mark, "shard clientKeyFile does not match clientCertFile",
-                          key);
+            rc = file_err(errs, &s->mark, "shard clientKeyFile does not match clientCertFile", key);
         free(cert);
         free(key);
     }

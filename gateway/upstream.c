@@ -129,8 +129,8 @@ static int write_head(struct fg_upconn *u, struct fg_conn *c, int status)
         for (size_t i = 0; i < m->nhdrs; i++) {
             struct fg_hdr *h = &m->hdrs[i];
             if (h->kind == FG_HDR_OTHER &&
-                fg_conn_token_lists(m->raw.data + ch->value, ch->value_len,
-                                    m->raw.data + h->name, h->name_len))
+                fg_conn_token_lists(m->raw.data + ch->value, ch->value_len, m->raw.data + h->name,
+                                    h->name_len))
                 h->drop = 1;
         }
     }

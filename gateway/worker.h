@@ -37,7 +37,7 @@ struct fg_worker {
     struct evconnlistener **listeners;
     struct fg_listen_arg *listen_args;
     size_t nlisteners;
-    struct event *wake; /* another thread asks us to look at the snapshot or shut down */
+    struct event *wake;       /* another thread asks us to look at the snapshot or shut down */
     struct fg_snapshot *snap; /* what new requests pin */
     struct fg_pool *pools;    /* per shard of snap */
     size_t npools;
@@ -48,10 +48,10 @@ struct fg_worker {
 
 /* Process-wide state the workers read. */
 struct fg_server_state {
-    _Atomic long conns;      /* open client connections, all workers */
-    _Atomic long requests;   /* requests in flight, all workers */
-    _Atomic int draining;    /* SIGTERM received: stop accepting, finish in-flight */
-    _Atomic int ready;       /* listeners up and config loaded */
+    _Atomic long conns;    /* open client connections, all workers */
+    _Atomic long requests; /* requests in flight, all workers */
+    _Atomic int draining;  /* SIGTERM received: stop accepting, finish in-flight */
+    _Atomic int ready;     /* listeners up and config loaded */
 };
 
 extern struct fg_server_state fg_state;

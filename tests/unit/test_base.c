@@ -73,8 +73,8 @@ static void duration_bare_seconds(void)
 static void duration_junk(void)
 {
     uint64_t v;
-    const char *bad[] = {"",    "s",   "ms",   "h",   "10x",  "1.5s", "-1s", "10 s", " 10s",
-                         "10s ", "1h30", "10S", "1d",  "10sec", "+5s", "1e3", "m5"};
+    const char *bad[] = {"",     "s",    "ms",  "h",  "10x",   "1.5s", "-1s", "10 s", " 10s",
+                         "10s ", "1h30", "10S", "1d", "10sec", "+5s",  "1e3", "m5"};
     for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++) {
         if (dur(bad[i], &v) != -1) {
             printf("#   accepted duration \"%s\" as %llu\n", bad[i], (unsigned long long)v);
@@ -114,8 +114,8 @@ static void size_plain_and_suffixes(void)
 static void size_junk(void)
 {
     uint64_t v;
-    const char *bad[] = {"",    "Ki",  "1KB", "1 Ki", "-1",  "1.5Mi", "1ki", "1K",
-                         "1mi", "1Ti", " 1",  "1 ",   "0x10", "1Kii", "Mi1"};
+    const char *bad[] = {"",    "Ki",  "1KB", "1 Ki", "-1",   "1.5Mi", "1ki", "1K",
+                         "1mi", "1Ti", " 1",  "1 ",   "0x10", "1Kii",  "Mi1"};
     for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++) {
         if (size_of(bad[i], &v) != -1) {
             printf("#   accepted size \"%s\" as %llu\n", bad[i], (unsigned long long)v);
@@ -196,7 +196,10 @@ static void json_quotes_and_backslash(void)
 
 static void json_control_chars(void)
 {
-    char *s = json("a\nb\rc\td\x01" "e\x1f" "f\x7f", 12);
+    char *s = json("a\nb\rc\td\x01"
+                   "e\x1f"
+                   "f\x7f",
+                   12);
     CHECK_STR(s, "\"a\\u000ab\\u000dc\\u0009d\\u0001e\\u001ff\\u007f\"");
     free(s);
 }

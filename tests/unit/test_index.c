@@ -180,8 +180,8 @@ static void valid_names(void)
     char label63[64];
     memset(label63, 'a', 63);
     label63[63] = '\0';
-    const char *good[] = {"root", "a", "0", "root:org:team", "a-b", "a--b", "2x8ab3xq",
-                          "root:0:z", "x1-2-3y", label63};
+    const char *good[] = {"root", "a",        "0",        "root:org:team", "a-b",
+                          "a--b", "2x8ab3xq", "root:0:z", "x1-2-3y",       label63};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         if (!valid(good[i])) {
             printf("#   rejected \"%s\"\n", good[i]);
@@ -200,9 +200,9 @@ static void invalid_names(void)
     label64[64] = '\0';
     char nested[80];
     snprintf(nested, sizeof(nested), "root:%s", label64);
-    const char *bad[] = {"",    "Root", "rOOt", "-a",     "a-",  "a::b", ":a",    "a:",   ":",
-                         "a_b", "a.b",  "a b",  "*",      "a/b", "a:-b", "a:b-",  "é",    "a\tb",
-                         "..",  "%41",  "root:org:", label64, nested};
+    const char *bad[] = {
+        "",  "Root", "rOOt", "-a",   "a-", "a::b", ":a", "a:",  ":",         "a_b",   "a.b", "a b",
+        "*", "a/b",  "a:-b", "a:b-", "é",  "a\tb", "..", "%41", "root:org:", label64, nested};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (valid(bad[i])) {
             printf("#   accepted \"%s\"\n", bad[i]);
