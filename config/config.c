@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "base.h"
+#include "reader.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,161 +18,13 @@ static const char *const default_drop_groups[] = {
 };
 
 struct rd {
+    struct fg_rd rd;
     struct fg_config *cfg;
-    struct fg_errs *errs;
-    const char *file;
 };
-
-static void err(struct rd *r, const struct fg_ynode *n, const char *fmt, ...) FG_PRINTF(3, 4);
-
-static void err(struct rd *r, const struct fg_ynode *n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fg_errs_vadd(r->errs, r->file, n ? n->line : 0, n ? n->col : 0, fmt, ap);
-    va_end(ap);
-}
 
 static struct fg_mark mark_of(struct rd *r, const struct fg_ynode *n)
 {
     return (struct fg_mark){r->cfg->file, n->line, n->col};
-}
-
-static const char *kind_name(enum fg_ykind k)
-{
-    return k == FG_Y_MAP ? "a mapping" : k == FG_Y_SEQ ? "a list" : "a scalar";
-}
-
-static int expect(struct rd *r, const struct fg_ynode *n, enum fg_ykind kind, const char *what)
-{
-    if (n->kind == kind)
-        return 0;
-    err(r, n, "%s must be %s, not %s", what, kind_name(kind), kind_name(n->kind));
-    return -1;
-}
-
-/* Reports every key of map that no reader asked for. */
-static void check_unknown(struct rd *r, struct fg_ynode *map, const char *section,
-                          const char *allowed)
-{
-    for (size_t i = 0; i < map->npairs; i++) {
-        if (map->pairs[i].used)
-            continue;
-        err(r, map->pairs[i].key, "unknown key \"%s\" in %s (expected one of: %s)",
-            map->pairs[i].key->str, section, allowed);
-    }
-}
-
-/* A scalar string value; NULL when absent (error if required) or not a non-empty scalar. */
-static const char *get_str(struct rd *r, struct fg_ynode *map, const char *key, int required,
-                           const char *section)
-{
-    struct fg_ypair *p = fg_yaml_get(map, key);
-    if (p == NULL || fg_yaml_is_null(p->val)) {
-        if (required)
-            err(r, p ? p->val : map, "%s: \"%s\" is required", section, key);
-        return NULL;
-    }
-    if (p->val->kind != FG_Y_SCALAR) {
-        err(r, p->val, "%s.%s must be a string, not %s", section, key, kind_name(p->val->kind));
-        return NULL;
-    }
-    if (p->val->len != strlen(p->val->str)) {
-        err(r, p->val, "%s.%s contains a NUL byte", section, key);
-        return NULL;
-    }
-    return p->val->str;
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? fg_strdup(s) : NULL;
-}
-
-static int get_bool(struct rd *r, struct fg_ynode *map, const char *key, int dflt, int *out)
-{
-    struct fg_ypair *p = fg_yaml_get(map, key);
-    *out = dflt;
-    if (p == NULL || fg_yaml_is_null(p->val))
-        return 0;
-    const char *s = p->val->str;
-    if (p->val->kind == FG_Y_SCALAR && p->val->plain && strcmp(s, "true") == 0)
-        *out = 1;
-    else if (p->val->kind == FG_Y_SCALAR && p->val->plain && strcmp(s, "false") == 0)
-        *out = 0;
-    else {
-        err(r, p->val, "\"%s\" must be true or false", key);
-        return -1;
-    }
-    return 0;
-}
-
-static int get_duration(struct rd *r, struct fg_ynode *map, const char *key, uint64_t dflt,
-                        uint64_t min, uint64_t max, uint64_t *out)
-{
-    struct fg_ypair *p = fg_yaml_get(map, key);
-    *out = dflt;
-    if (p == NULL || fg_yaml_is_null(p->val))
-        return 0;
-    uint64_t v;
-    if (p->val->kind != FG_Y_SCALAR || fg_parse_duration_ms(p->val->str, &v) != 0) {
-        err(r, p->val, "\"%s\" must be a duration such as 500ms, 10s, 5m or 1h", key);
-        return -1;
-    }
-    if (v < min || v > max) {
-        err(r, p->val, "\"%s\" must be between %llums and %llums", key, (unsigned long long)min,
-            (unsigned long long)max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int get_size(struct rd *r, struct fg_ynode *map, const char *key, uint64_t dflt,
-                    uint64_t min, uint64_t max, uint64_t *out)
-{
-    struct fg_ypair *p = fg_yaml_get(map, key);
-    *out = dflt;
-    if (p == NULL || fg_yaml_is_null(p->val))
-        return 0;
-    uint64_t v;
-    if (p->val->kind != FG_Y_SCALAR || fg_parse_size(p->val->str, &v) != 0) {
-        err(r, p->val, "\"%s\" must be a number, optionally with Ki, Mi or Gi", key);
-        return -1;
-    }
-    if (v < min || v > max) {
-        err(r, p->val, "\"%s\" must be between %llu and %llu", key, (unsigned long long)min,
-            (unsigned long long)max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* A list of strings; a missing key yields *present = 0. */
-static int get_str_list(struct rd *r, struct fg_ynode *map, const char *key, const char *section,
-                        struct fg_ynode ***items, size_t *n, int *present)
-{
-    struct fg_ypair *p = fg_yaml_get(map, key);
-    *items = NULL;
-    *n = 0;
-    *present = p != NULL && !fg_yaml_is_null(p->val);
-    if (!*present)
-        return 0;
-    if (p->val->kind != FG_Y_SEQ) {
-        err(r, p->val, "%s.%s must be a list", section, key);
-        return -1;
-    }
-    for (size_t i = 0; i < p->val->nitems; i++) {
-        struct fg_ynode *it = p->val->items[i];
-        if (it->kind != FG_Y_SCALAR || it->len == 0) {
-            err(r, it, "%s.%s entries must be non-empty strings", section, key);
-            return -1;
-        }
-    }
-    *items = p->val->items;
-    *n = p->val->nitems;
-    return 0;
 }
 
 /* ---- listeners ---------------------------------------------------------- */
@@ -213,37 +66,37 @@ static int split_hostport(const char *addr, char **host, char **port)
 
 static void read_tls(struct rd *r, struct fg_ynode *n, struct fg_tls_cfg *t, const char *section)
 {
-    if (expect(r, n, FG_Y_MAP, section) != 0)
+    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, section) != 0)
         return;
-    t->cert_file = dup_or_null(get_str(r, n, "certFile", 1, section));
-    t->key_file = dup_or_null(get_str(r, n, "keyFile", 1, section));
-    t->client_ca_file = dup_or_null(get_str(r, n, "clientCAFile", 0, section));
-    check_unknown(r, n, section, "certFile, keyFile, clientCAFile");
+    t->cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "certFile", 1, section));
+    t->key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "keyFile", 1, section));
+    t->client_ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCAFile", 0, section));
+    fg_rd_unknown(&r->rd, n, section, "certFile, keyFile, clientCAFile");
 }
 
 static void read_listeners(struct rd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "listeners");
     if (p == NULL) {
-        err(r, root, "\"listeners\" is required (for example: [{address: 127.0.0.1:8080}])");
+        fg_rd_err(&r->rd, root, "\"listeners\" is required (for example: [{address: 127.0.0.1:8080}])");
         return;
     }
-    if (expect(r, p->val, FG_Y_SEQ, "listeners") != 0)
+    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "listeners") != 0)
         return;
     if (p->val->nitems == 0)
-        err(r, p->val, "listeners must not be empty");
+        fg_rd_err(&r->rd, p->val, "listeners must not be empty");
     r->cfg->listeners = fg_calloc(p->val->nitems, sizeof(struct fg_listener_cfg));
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_listener_cfg *l = &r->cfg->listeners[r->cfg->nlisteners++];
         l->mark = mark_of(r, n);
-        if (expect(r, n, FG_Y_MAP, "a listener") != 0)
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a listener") != 0)
             continue;
-        const char *addr = get_str(r, n, "address", 1, "listener");
+        const char *addr = fg_rd_str(&r->rd, n, "address", 1, "listener");
         if (addr) {
             l->address = fg_strdup(addr);
             if (split_hostport(addr, &l->host, &l->port) != 0)
-                err(r, fg_yaml_get(n, "address")->val,
+                fg_rd_err(&r->rd, fg_yaml_get(n, "address")->val,
                     "listener address \"%s\" must be host:port, [ipv6]:port or :port", addr);
         }
         struct fg_ypair *tls = fg_yaml_get(n, "tls");
@@ -251,11 +104,11 @@ static void read_listeners(struct rd *r, struct fg_ynode *root)
             l->tls = 1;
             read_tls(r, tls->val, &l->tls_cfg, "listener.tls");
         }
-        check_unknown(r, n, "listener", "address, tls");
+        fg_rd_unknown(&r->rd, n, "listener", "address, tls");
         for (size_t j = 0; l->address && j + 1 < r->cfg->nlisteners; j++)
             if (r->cfg->listeners[j].address &&
                 strcmp(r->cfg->listeners[j].address, l->address) == 0)
-                err(r, n, "listener address \"%s\" is listed twice", l->address);
+                fg_rd_err(&r->rd, n, "listener address \"%s\" is listed twice", l->address);
     }
 }
 
@@ -334,35 +187,35 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
     struct fg_ypair *p = fg_yaml_get(root, "shards");
     if (p == NULL || fg_yaml_is_null(p->val))
         return;
-    if (expect(r, p->val, FG_Y_SEQ, "shards") != 0)
+    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "shards") != 0)
         return;
     r->cfg->shards = fg_calloc(p->val->nitems, sizeof(struct fg_shard_cfg));
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_shard_cfg *s = &r->cfg->shards[r->cfg->nshards++];
         s->mark = mark_of(r, n);
-        if (expect(r, n, FG_Y_MAP, "a shard") != 0)
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a shard") != 0)
             continue;
-        const char *name = get_str(r, n, "name", 1, "shard");
-        s->name = dup_or_null(name);
-        const char *url = get_str(r, n, "url", 1, "shard");
+        const char *name = fg_rd_str(&r->rd, n, "name", 1, "shard");
+        s->name = fg_rd_dup(name);
+        const char *url = fg_rd_str(&r->rd, n, "url", 1, "shard");
         if (url) {
             const char *why = NULL;
             s->url = fg_strdup(url);
             if (parse_url(url, s, &why) != 0)
-                err(r, fg_yaml_get(n, "url")->val, "shard url \"%s\" %s", url, why);
+                fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "shard url \"%s\" %s", url, why);
         }
-        s->ca_file = dup_or_null(get_str(r, n, "caFile", 0, "shard"));
-        s->client_cert_file = dup_or_null(get_str(r, n, "clientCertFile", 0, "shard"));
-        s->client_key_file = dup_or_null(get_str(r, n, "clientKeyFile", 0, "shard"));
-        s->server_name = dup_or_null(get_str(r, n, "serverName", 0, "shard"));
+        s->ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "caFile", 0, "shard"));
+        s->client_cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCertFile", 0, "shard"));
+        s->client_key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientKeyFile", 0, "shard"));
+        s->server_name = fg_rd_dup(fg_rd_str(&r->rd, n, "serverName", 0, "shard"));
         if (!s->client_cert_file != !s->client_key_file)
-            err(r, n, "shard \"%s\": clientCertFile and clientKeyFile go together",
+            fg_rd_err(&r->rd, n, "shard \"%s\": clientCertFile and clientKeyFile go together",
                 s->name ? s->name : "?");
         if (!s->https && (s->ca_file || s->client_cert_file || s->server_name))
-            err(r, n, "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
+            fg_rd_err(&r->rd, n, "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
                 s->name ? s->name : "?");
-        const char *id = get_str(r, n, "identity", 0, "shard");
+        const char *id = fg_rd_str(&r->rd, n, "identity", 0, "shard");
         s->identity = FG_IDENTITY_REQUEST_HEADER;
         if (id == NULL || strcmp(id, "requestHeader") == 0)
             s->identity = FG_IDENTITY_REQUEST_HEADER;
@@ -371,13 +224,13 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
         else if (strcmp(id, "none") == 0)
             s->identity = FG_IDENTITY_NONE;
         else
-            err(r, fg_yaml_get(n, "identity")->val,
+            fg_rd_err(&r->rd, fg_yaml_get(n, "identity")->val,
                 "shard identity \"%s\" must be requestHeader, passthrough or none", id);
-        check_unknown(r, n, "shard",
+        fg_rd_unknown(&r->rd, n, "shard",
                       "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity");
         for (size_t j = 0; s->name && j + 1 < r->cfg->nshards; j++)
             if (r->cfg->shards[j].name && strcmp(r->cfg->shards[j].name, s->name) == 0)
-                err(r, n, "shard name \"%s\" is used twice", s->name);
+                fg_rd_err(&r->rd, n, "shard name \"%s\" is used twice", s->name);
     }
 }
 
@@ -423,42 +276,42 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
     struct fg_ypair *p = fg_yaml_get(root, "routes");
     if (p == NULL || fg_yaml_is_null(p->val))
         return;
-    if (expect(r, p->val, FG_Y_SEQ, "routes") != 0)
+    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "routes") != 0)
         return;
     r->cfg->routes = fg_calloc(p->val->nitems, sizeof(struct fg_route_cfg));
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_route_cfg *rt = &r->cfg->routes[r->cfg->nroutes++];
         rt->mark = mark_of(r, n);
-        if (expect(r, n, FG_Y_MAP, "a route") != 0)
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a route") != 0)
             continue;
-        const char *prefix = get_str(r, n, "prefix", 1, "route");
+        const char *prefix = fg_rd_str(&r->rd, n, "prefix", 1, "route");
         if (prefix) {
             rt->prefix = fg_strdup(prefix);
             rt->prefix_len = strlen(prefix);
             if (prefix[0] != '/' || strpbrk(prefix, "?# \t") != NULL)
-                err(r, fg_yaml_get(n, "prefix")->val,
+                fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
                     "route prefix \"%s\" must be a path starting with '/'", prefix);
         }
-        const char *ws = get_str(r, n, "workspace", 0, "route");
-        const char *shard = get_str(r, n, "shard", 0, "route");
+        const char *ws = fg_rd_str(&r->rd, n, "workspace", 0, "route");
+        const char *shard = fg_rd_str(&r->rd, n, "shard", 0, "route");
         if ((ws != NULL) == (shard != NULL)) {
-            err(r, n, "a route needs exactly one of \"workspace\" or \"shard\"");
+            fg_rd_err(&r->rd, n, "a route needs exactly one of \"workspace\" or \"shard\"");
         } else if (ws) {
             if (strcmp(ws, "path") == 0)
                 rt->kind = FG_ROUTE_WORKSPACE_PATH;
             else
-                err(r, fg_yaml_get(n, "workspace")->val, "route workspace \"%s\" must be \"path\"",
+                fg_rd_err(&r->rd, fg_yaml_get(n, "workspace")->val, "route workspace \"%s\" must be \"path\"",
                     ws);
             if (rt->prefix && rt->prefix_len > 0 && rt->prefix[rt->prefix_len - 1] != '/')
-                err(r, fg_yaml_get(n, "prefix")->val,
+                fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
                     "a workspace route prefix must end with '/' (e.g. /clusters/)");
         } else {
             rt->kind = FG_ROUTE_SHARD;
             if (shard_by_name(r->cfg, shard, strlen(shard), &rt->shard) != 0)
-                err(r, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"", shard);
+                fg_rd_err(&r->rd, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"", shard);
         }
-        check_unknown(r, n, "route", "prefix, workspace, shard");
+        fg_rd_unknown(&r->rd, n, "route", "prefix, workspace, shard");
     }
 }
 
@@ -466,12 +319,12 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
 
 static void read_static_keys(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
 {
-    if (expect(r, n, FG_Y_MAP, "staticKeys") != 0)
+    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "staticKeys") != 0)
         return;
     a->kind = FG_AUTHN_STATIC_KEYS;
-    a->static_keys.file = dup_or_null(get_str(r, n, "file", 1, "staticKeys"));
-    a->static_keys.username_prefix = dup_or_null(get_str(r, n, "usernamePrefix", 0, "staticKeys"));
-    check_unknown(r, n, "staticKeys", "file, usernamePrefix");
+    a->static_keys.file = fg_rd_dup(fg_rd_str(&r->rd, n, "file", 1, "staticKeys"));
+    a->static_keys.username_prefix = fg_rd_dup(fg_rd_str(&r->rd, n, "usernamePrefix", 0, "staticKeys"));
+    fg_rd_unknown(&r->rd, n, "staticKeys", "file, usernamePrefix");
 }
 
 static void read_authns(struct rd *r, struct fg_ynode *root)
@@ -479,16 +332,16 @@ static void read_authns(struct rd *r, struct fg_ynode *root)
     struct fg_ypair *p = fg_yaml_get(root, "authenticators");
     if (p == NULL || fg_yaml_is_null(p->val))
         return;
-    if (expect(r, p->val, FG_Y_SEQ, "authenticators") != 0)
+    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "authenticators") != 0)
         return;
     r->cfg->authns = fg_calloc(p->val->nitems, sizeof(struct fg_authn_cfg));
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_authn_cfg *a = &r->cfg->authns[r->cfg->nauthns++];
         a->mark = mark_of(r, n);
-        if (expect(r, n, FG_Y_MAP, "an authenticator") != 0)
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "an authenticator") != 0)
             continue;
-        a->name = dup_or_null(get_str(r, n, "name", 1, "authenticator"));
+        a->name = fg_rd_dup(fg_rd_str(&r->rd, n, "name", 1, "authenticator"));
         int kinds = 0;
         struct fg_ypair *sk = fg_yaml_get(n, "staticKeys");
         if (sk) {
@@ -496,12 +349,12 @@ static void read_authns(struct rd *r, struct fg_ynode *root)
             read_static_keys(r, sk->val, a);
         }
         if (kinds != 1)
-            err(r, n, "authenticator \"%s\" needs exactly one of: staticKeys",
+            fg_rd_err(&r->rd, n, "authenticator \"%s\" needs exactly one of: staticKeys",
                 a->name ? a->name : "?");
-        check_unknown(r, n, "authenticator", "name, staticKeys");
+        fg_rd_unknown(&r->rd, n, "authenticator", "name, staticKeys");
         for (size_t j = 0; a->name && j + 1 < r->cfg->nauthns; j++)
             if (r->cfg->authns[j].name && strcmp(r->cfg->authns[j].name, a->name) == 0)
-                err(r, n, "authenticator name \"%s\" is used twice", a->name);
+                fg_rd_err(&r->rd, n, "authenticator name \"%s\" is used twice", a->name);
     }
 }
 
@@ -510,28 +363,28 @@ static void read_authentication(struct rd *r, struct fg_ynode *root)
     struct fg_config *cfg = r->cfg;
     struct fg_ypair *p = fg_yaml_get(root, "authentication");
     struct fg_ynode *n = (p && !fg_yaml_is_null(p->val)) ? p->val : NULL;
-    if (n && expect(r, n, FG_Y_MAP, "authentication") != 0)
+    if (n && fg_rd_expect(&r->rd, n, FG_Y_MAP, "authentication") != 0)
         n = NULL;
     struct fg_ynode **items;
     size_t count;
     int present = 0;
-    if (n && get_str_list(r, n, "global", "authentication", &items, &count, &present) == 0) {
+    if (n && fg_rd_strlist(&r->rd, n, "global", "authentication", &items, &count, &present) == 0) {
         cfg->global = fg_calloc(count, sizeof(uint32_t));
         for (size_t i = 0; i < count; i++) {
             if (authn_by_name(cfg, items[i]->str, &cfg->global[cfg->nglobal]) != 0) {
-                err(r, items[i], "authentication.global names unknown authenticator \"%s\"",
+                fg_rd_err(&r->rd, items[i], "authentication.global names unknown authenticator \"%s\"",
                     items[i]->str);
                 continue;
             }
             for (size_t j = 0; j < cfg->nglobal; j++)
                 if (cfg->global[j] == cfg->global[cfg->nglobal])
-                    err(r, items[i], "authenticator \"%s\" is listed twice", items[i]->str);
+                    fg_rd_err(&r->rd, items[i], "authenticator \"%s\" is listed twice", items[i]->str);
             cfg->nglobal++;
         }
     }
     present = 0;
     if (n)
-        get_str_list(r, n, "dropGroups", "authentication", &items, &count, &present);
+        fg_rd_strlist(&r->rd, n, "dropGroups", "authentication", &items, &count, &present);
     if (present) {
         cfg->drop_groups = fg_calloc(count, sizeof(char *));
         for (size_t i = 0; i < count; i++)
@@ -543,7 +396,7 @@ static void read_authentication(struct rd *r, struct fg_ynode *root)
             cfg->drop_groups[cfg->ndrop_groups++] = fg_strdup(default_drop_groups[i]);
     }
     if (n)
-        check_unknown(r, n, "authentication", "global, dropGroups");
+        fg_rd_unknown(&r->rd, n, "authentication", "global, dropGroups");
 }
 
 static void read_wstypes(struct rd *r, struct fg_ynode *root)
@@ -551,37 +404,37 @@ static void read_wstypes(struct rd *r, struct fg_ynode *root)
     struct fg_ypair *p = fg_yaml_get(root, "workspaceTypes");
     if (p == NULL || fg_yaml_is_null(p->val))
         return;
-    if (expect(r, p->val, FG_Y_SEQ, "workspaceTypes") != 0)
+    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "workspaceTypes") != 0)
         return;
     r->cfg->wstypes = fg_calloc(p->val->nitems, sizeof(struct fg_wstype_cfg));
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_wstype_cfg *t = &r->cfg->wstypes[r->cfg->nwstypes++];
         t->mark = mark_of(r, n);
-        if (expect(r, n, FG_Y_MAP, "a workspace type") != 0)
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a workspace type") != 0)
             continue;
-        t->name = dup_or_null(get_str(r, n, "name", 1, "workspaceType"));
+        t->name = fg_rd_dup(fg_rd_str(&r->rd, n, "name", 1, "workspaceType"));
         if (t->name && !fg_index_valid_name(t->name, strlen(t->name)))
-            err(r, fg_yaml_get(n, "name")->val,
+            fg_rd_err(&r->rd, fg_yaml_get(n, "name")->val,
                 "workspace type name \"%s\" must be a kcp path such as root:org:with-oidc",
                 t->name);
         struct fg_ynode **items;
         size_t count;
         int present;
-        if (get_str_list(r, n, "authenticators", "workspaceType", &items, &count, &present) == 0) {
+        if (fg_rd_strlist(&r->rd, n, "authenticators", "workspaceType", &items, &count, &present) == 0) {
             t->authns = fg_calloc(count, sizeof(uint32_t));
             for (size_t j = 0; j < count; j++) {
                 if (authn_by_name(r->cfg, items[j]->str, &t->authns[t->nauthns]) != 0)
-                    err(r, items[j], "workspace type \"%s\" names unknown authenticator \"%s\"",
+                    fg_rd_err(&r->rd, items[j], "workspace type \"%s\" names unknown authenticator \"%s\"",
                         t->name ? t->name : "?", items[j]->str);
                 else
                     t->nauthns++;
             }
         }
-        check_unknown(r, n, "workspaceType", "name, authenticators");
+        fg_rd_unknown(&r->rd, n, "workspaceType", "name, authenticators");
         for (size_t j = 0; t->name && j + 1 < r->cfg->nwstypes; j++)
             if (r->cfg->wstypes[j].name && strcmp(r->cfg->wstypes[j].name, t->name) == 0)
-                err(r, n, "workspace type \"%s\" is declared twice", t->name);
+                fg_rd_err(&r->rd, n, "workspace type \"%s\" is declared twice", t->name);
     }
 }
 
@@ -608,32 +461,32 @@ static int add_workspace(struct rd *r, const char *file, int line, int col, cons
     uint8_t phase = FG_WS_READY;
     int ok = 1;
     if (f[COL_CLUSTER].s == NULL) {
-        fg_errs_add(r->errs, file, line, col, "workspace needs a cluster");
+        fg_errs_add(r->rd.errs, file, line, col, "workspace needs a cluster");
         return -1;
     }
     if (!fg_index_valid_name(f[COL_CLUSTER].s, f[COL_CLUSTER].n)) {
-        fg_errs_add(r->errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
+        fg_errs_add(r->rd.errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
                     "cluster \"%.*s\" is not a valid logical cluster name", (int)f[COL_CLUSTER].n,
                     f[COL_CLUSTER].s);
         ok = 0;
     }
     if (f[COL_PATH].s && !fg_index_valid_name(f[COL_PATH].s, f[COL_PATH].n)) {
-        fg_errs_add(r->errs, file, FLINE(COL_PATH), f[COL_PATH].col,
+        fg_errs_add(r->rd.errs, file, FLINE(COL_PATH), f[COL_PATH].col,
                     "path \"%.*s\" is not a valid workspace path (root:org:team)",
                     (int)f[COL_PATH].n, f[COL_PATH].s);
         ok = 0;
     }
     if (f[COL_SHARD].s == NULL) {
-        fg_errs_add(r->errs, file, line, col, "workspace \"%.*s\" needs a shard",
+        fg_errs_add(r->rd.errs, file, line, col, "workspace \"%.*s\" needs a shard",
                     (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
         ok = 0;
     } else if (shard_by_name(cfg, f[COL_SHARD].s, f[COL_SHARD].n, &shard) != 0) {
-        fg_errs_add(r->errs, file, FLINE(COL_SHARD), f[COL_SHARD].col, "unknown shard \"%.*s\"",
+        fg_errs_add(r->rd.errs, file, FLINE(COL_SHARD), f[COL_SHARD].col, "unknown shard \"%.*s\"",
                     (int)f[COL_SHARD].n, f[COL_SHARD].s);
         ok = 0;
     }
     if (f[COL_TYPE].s && wstype_by_name(cfg, f[COL_TYPE].s, f[COL_TYPE].n, &type) != 0) {
-        fg_errs_add(r->errs, file, FLINE(COL_TYPE), f[COL_TYPE].col,
+        fg_errs_add(r->rd.errs, file, FLINE(COL_TYPE), f[COL_TYPE].col,
                     "unknown workspace type \"%.*s\" (declare it under workspaceTypes, with "
                     "authenticators: [] if it has none)",
                     (int)f[COL_TYPE].n, f[COL_TYPE].s);
@@ -645,7 +498,7 @@ static int add_workspace(struct rd *r, const char *file, int line, int col, cons
         else if (fg_strn_eqi(f[COL_PHASE].s, f[COL_PHASE].n, "Unavailable"))
             phase = FG_WS_UNAVAILABLE;
         else {
-            fg_errs_add(r->errs, file, FLINE(COL_PHASE), f[COL_PHASE].col,
+            fg_errs_add(r->rd.errs, file, FLINE(COL_PHASE), f[COL_PHASE].col,
                         "phase \"%.*s\" must be Ready or Unavailable", (int)f[COL_PHASE].n,
                         f[COL_PHASE].s);
             ok = 0;
@@ -657,17 +510,17 @@ static int add_workspace(struct rd *r, const char *file, int line, int col, cons
         fg_index_add(cfg->index, f[COL_CLUSTER].s, f[COL_CLUSTER].n, f[COL_PATH].s, f[COL_PATH].n,
                      f[COL_WAREHOUSE].s, f[COL_WAREHOUSE].n, shard, type, phase);
     if (res == FG_INDEX_DUP_CLUSTER) {
-        fg_errs_add(r->errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
+        fg_errs_add(r->rd.errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
                     "cluster \"%.*s\" is listed twice", (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
         return -1;
     }
     if (res == FG_INDEX_DUP_PATH) {
-        fg_errs_add(r->errs, file, FLINE(COL_PATH), f[COL_PATH].col,
+        fg_errs_add(r->rd.errs, file, FLINE(COL_PATH), f[COL_PATH].col,
                     "path \"%.*s\" is listed twice", (int)f[COL_PATH].n, f[COL_PATH].s);
         return -1;
     }
     if (res == FG_INDEX_DUP_WAREHOUSE) {
-        fg_errs_add(r->errs, file, FLINE(COL_WAREHOUSE), f[COL_WAREHOUSE].col,
+        fg_errs_add(r->rd.errs, file, FLINE(COL_WAREHOUSE), f[COL_WAREHOUSE].col,
                     "warehouse \"%.*s\" is listed twice", (int)f[COL_WAREHOUSE].n,
                     f[COL_WAREHOUSE].s);
         return -1;
@@ -680,15 +533,15 @@ static void read_workspaces(struct rd *r, struct fg_ynode *root)
     struct fg_ypair *p = fg_yaml_get(root, "workspaces");
     if (p == NULL || fg_yaml_is_null(p->val))
         return;
-    if (expect(r, p->val, FG_Y_SEQ, "workspaces") != 0)
+    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "workspaces") != 0)
         return;
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
-        if (expect(r, n, FG_Y_MAP, "a workspace") != 0)
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a workspace") != 0)
             continue;
         struct field f[NCOLS] = {{0}};
         for (int c = 0; c < NCOLS; c++) {
-            const char *s = get_str(r, n, col_names[c], 0, "workspace");
+            const char *s = fg_rd_str(&r->rd, n, col_names[c], 0, "workspace");
             struct fg_ypair *kp = fg_yaml_get(n, col_names[c]);
             if (s) {
                 f[c].s = s;
@@ -697,9 +550,9 @@ static void read_workspaces(struct rd *r, struct fg_ynode *root)
                 f[c].line = kp->val->line;
             }
         }
-        check_unknown(r, n, "workspace", "cluster, path, shard, type, phase, warehouse");
+        fg_rd_unknown(&r->rd, n, "workspace", "cluster, path, shard, type, phase, warehouse");
         /* Field errors point at the value's own line; the line is the entry's. */
-        add_workspace(r, r->file, n->line, n->col, f);
+        add_workspace(r, r->rd.file, n->line, n->col, f);
     }
 }
 
@@ -723,7 +576,7 @@ static size_t split_tabs(const char *line, size_t len, struct field *out, size_t
 
 int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs *errs)
 {
-    struct rd r = {cfg, errs, cfg->file};
+    struct rd r = {{errs, cfg->file}, cfg};
     size_t len;
     char *text = fg_read_file(path, &len);
     size_t before = errs->n;
@@ -805,22 +658,22 @@ static void read_limits(struct rd *r, struct fg_ynode *root)
     struct fg_limits *l = &r->cfg->limits;
     struct fg_ypair *p = fg_yaml_get(root, "limits");
     struct fg_ynode *n = (p && !fg_yaml_is_null(p->val)) ? p->val : NULL;
-    if (n && expect(r, n, FG_Y_MAP, "limits") != 0)
+    if (n && fg_rd_expect(&r->rd, n, FG_Y_MAP, "limits") != 0)
         n = NULL;
     uint64_t v;
-    get_size(r, n, "maxHeaderBytes", 64 << 10, 1 << 10, 1 << 20, &v);
+    fg_rd_size(&r->rd, n, "maxHeaderBytes", 64 << 10, 1 << 10, 1 << 20, &v);
     l->max_header_bytes = (uint32_t)v;
-    get_duration(r, n, "headerTimeout", 10000, 100, 3600000, &l->header_timeout_ms);
-    get_duration(r, n, "idleTimeout", 90000, 100, 86400000, &l->idle_timeout_ms);
-    get_size(r, n, "maxConnections", 10000, 1, 1 << 24, &v);
+    fg_rd_duration(&r->rd, n, "headerTimeout", 10000, 100, 3600000, &l->header_timeout_ms);
+    fg_rd_duration(&r->rd, n, "idleTimeout", 90000, 100, 86400000, &l->idle_timeout_ms);
+    fg_rd_size(&r->rd, n, "maxConnections", 10000, 1, 1 << 24, &v);
     l->max_connections = (uint32_t)v;
-    get_duration(r, n, "connectTimeout", 5000, 10, 600000, &l->connect_timeout_ms);
-    get_duration(r, n, "shutdownGracePeriod", 30000, 0, 3600000, &l->shutdown_grace_ms);
-    get_size(r, n, "maxBufferBytes", 1 << 20, 16 << 10, 64 << 20, &v);
+    fg_rd_duration(&r->rd, n, "connectTimeout", 5000, 10, 600000, &l->connect_timeout_ms);
+    fg_rd_duration(&r->rd, n, "shutdownGracePeriod", 30000, 0, 3600000, &l->shutdown_grace_ms);
+    fg_rd_size(&r->rd, n, "maxBufferBytes", 1 << 20, 16 << 10, 64 << 20, &v);
     l->max_buffer_bytes = (uint32_t)v;
-    get_duration(r, n, "upstreamIdleTimeout", 60000, 100, 3600000, &l->upstream_idle_timeout_ms);
+    fg_rd_duration(&r->rd, n, "upstreamIdleTimeout", 60000, 100, 3600000, &l->upstream_idle_timeout_ms);
     if (n)
-        check_unknown(r, n, "limits",
+        fg_rd_unknown(&r->rd, n, "limits",
                       "maxHeaderBytes, headerTimeout, idleTimeout, maxConnections, "
                       "connectTimeout, shutdownGracePeriod, maxBufferBytes, upstreamIdleTimeout");
 }
@@ -831,9 +684,9 @@ static void read_log(struct rd *r, struct fg_ynode *root)
     struct fg_ynode *n = (p && !fg_yaml_is_null(p->val)) ? p->val : NULL;
     r->cfg->log_level = FG_LOG_INFO;
     r->cfg->access_log = 1;
-    if (n == NULL || expect(r, n, FG_Y_MAP, "log") != 0)
+    if (n == NULL || fg_rd_expect(&r->rd, n, FG_Y_MAP, "log") != 0)
         return;
-    const char *lvl = get_str(r, n, "level", 0, "log");
+    const char *lvl = fg_rd_str(&r->rd, n, "level", 0, "log");
     if (lvl) {
         if (strcmp(lvl, "debug") == 0)
             r->cfg->log_level = FG_LOG_DEBUG;
@@ -844,10 +697,10 @@ static void read_log(struct rd *r, struct fg_ynode *root)
         else if (strcmp(lvl, "error") == 0)
             r->cfg->log_level = FG_LOG_ERROR;
         else
-            err(r, fg_yaml_get(n, "level")->val, "log level must be debug, info, warn or error");
+            fg_rd_err(&r->rd, fg_yaml_get(n, "level")->val, "log level must be debug, info, warn or error");
     }
-    get_bool(r, n, "accessLog", 1, &r->cfg->access_log);
-    check_unknown(r, n, "log", "level, accessLog");
+    fg_rd_bool(&r->rd, n, "accessLog", 1, &r->cfg->access_log);
+    fg_rd_unknown(&r->rd, n, "log", "level, accessLog");
 }
 
 static void check_references(struct rd *r, struct fg_ynode *root)
@@ -857,9 +710,9 @@ static void check_references(struct rd *r, struct fg_ynode *root)
     for (size_t i = 0; i < cfg->nroutes; i++)
         has_ws_route |= cfg->routes[i].kind == FG_ROUTE_WORKSPACE_PATH;
     if (cfg->nroutes == 0)
-        err(r, root, "\"routes\" is required: without a route every request would be refused");
+        fg_rd_err(&r->rd, root, "\"routes\" is required: without a route every request would be refused");
     if (has_ws_route && cfg->nshards == 0)
-        err(r, root, "workspace routes need at least one shard");
+        fg_rd_err(&r->rd, root, "workspace routes need at least one shard");
 }
 
 struct fg_config *fg_config_parse(const char *file, const char *text, size_t len,
@@ -871,19 +724,19 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     const char *slash = strrchr(file, '/');
     cfg->dir = slash ? fg_strndup(file, (size_t)(slash - file) + (slash == file)) : fg_strdup(".");
     cfg->index = fg_index_new();
-    struct rd r = {cfg, errs, cfg->file};
+    struct rd r = {{errs, cfg->file}, cfg};
     struct fg_ynode *root = fg_yaml_parse(cfg->file, text, len, errs);
     if (root == NULL)
         goto fail;
     if (root->kind != FG_Y_MAP) {
-        err(&r, root, "the config must be a mapping of keys such as listeners, shards, routes");
+        fg_rd_err(&r.rd, root, "the config must be a mapping of keys such as listeners, shards, routes");
         goto fail;
     }
     struct fg_ypair *w = fg_yaml_get(root, "workers");
     if (w && !fg_yaml_is_null(w->val)) {
         uint64_t v;
         if (w->val->kind != FG_Y_SCALAR || fg_parse_u64(w->val->str, w->val->len, 256, &v) != 0)
-            err(&r, w->val, "workers must be a number from 0 (one per CPU) to 256");
+            fg_rd_err(&r.rd, w->val, "workers must be a number from 0 (one per CPU) to 256");
         else
             cfg->workers = (unsigned)v;
     }
@@ -896,10 +749,10 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     read_limits(&r, root);
     read_log(&r, root);
     read_workspaces(&r, root);
-    const char *ixf = get_str(&r, root, "indexFile", 0, "config");
+    const char *ixf = fg_rd_str(&r.rd, root, "indexFile", 0, "config");
     if (ixf)
         cfg->index_file = fg_strdup(ixf);
-    check_unknown(&r, root, "the config",
+    fg_rd_unknown(&r.rd, root, "the config",
                   "workers, listeners, shards, routes, workspaces, indexFile, authenticators, "
                   "authentication, workspaceTypes, limits, log");
     check_references(&r, root);
