@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "base.h"
+#include "jwtcfg.h"
 #include "reader.h"
 
 #include <errno.h>
@@ -327,6 +328,56 @@ static void read_static_keys(struct rd *r, struct fg_ynode *n, struct fg_authn_c
     fg_rd_unknown(&r->rd, n, "staticKeys", "file, usernamePrefix");
 }
 
+static void read_jwt(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
+{
+    a->kind = FG_AUTHN_JWT;
+    struct fg_jwt_cfg *j = fg_jwtcfg_read(&r->rd, n, r->cfg->dir);
+    if (j) {
+        a->jwts = fg_calloc(1, sizeof(*a->jwts));
+        a->jwts[a->njwts++] = j;
+    }
+}
+
+static void read_authn_file(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
+{
+    a->kind = FG_AUTHN_JWT;
+    if (n->kind != FG_Y_SCALAR || n->len == 0) {
+        fg_rd_err(&r->rd, n, "authenticationConfigurationFile must be a file name");
+        return;
+    }
+    char *path = fg_config_path(r->cfg, n->str);
+    if (fg_jwtcfg_read_file(path, r->rd.errs, &a->jwts, &a->njwts) == 0 && a->njwts == 0)
+        fg_rd_err(&r->rd, n, "%s has no jwt authenticators", path);
+    free(path);
+}
+
+/* Issuer and discovery URLs are unique across every jwt entry (kube's rule). */
+static void check_issuers(struct rd *r)
+{
+    struct fg_config *cfg = r->cfg;
+    for (size_t a = 0; a < cfg->nauthns; a++) {
+        for (size_t i = 0; i < cfg->authns[a].njwts; i++) {
+            const struct fg_jwt_cfg *x = cfg->authns[a].jwts[i];
+            for (size_t b = a; b < cfg->nauthns; b++) {
+                for (size_t k = (b == a ? i + 1 : 0); k < cfg->authns[b].njwts; k++) {
+                    const struct fg_jwt_cfg *y = cfg->authns[b].jwts[k];
+                    const struct fg_mark *m = &cfg->authns[b].mark;
+                    if (strcmp(x->issuer_url, y->issuer_url) == 0)
+                        fg_errs_add(r->rd.errs, m->file, m->line, m->col,
+                                    "jwt issuer \"%s\" is configured twice (authenticators "
+                                    "\"%s\" and \"%s\")",
+                                    x->issuer_url, cfg->authns[a].name, cfg->authns[b].name);
+                    if (x->discovery_url && y->discovery_url &&
+                        strcmp(x->discovery_url, y->discovery_url) == 0)
+                        fg_errs_add(r->rd.errs, m->file, m->line, m->col,
+                                    "jwt discoveryURL \"%s\" is configured twice",
+                                    x->discovery_url);
+                }
+            }
+        }
+    }
+}
+
 static void read_authns(struct rd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "authenticators");
@@ -348,10 +399,24 @@ static void read_authns(struct rd *r, struct fg_ynode *root)
             kinds++;
             read_static_keys(r, sk->val, a);
         }
+        struct fg_ypair *jwt = fg_yaml_get(n, "jwt");
+        if (jwt) {
+            kinds++;
+            read_jwt(r, jwt->val, a);
+        }
+        struct fg_ypair *acf = fg_yaml_get(n, "authenticationConfigurationFile");
+        if (acf) {
+            kinds++;
+            read_authn_file(r, acf->val, a);
+        }
         if (kinds != 1)
-            fg_rd_err(&r->rd, n, "authenticator \"%s\" needs exactly one of: staticKeys",
-                a->name ? a->name : "?");
-        fg_rd_unknown(&r->rd, n, "authenticator", "name, staticKeys");
+            fg_rd_err(&r->rd, n,
+                      "authenticator \"%s\" needs exactly one of: staticKeys, jwt, "
+                      "authenticationConfigurationFile",
+                      a->name ? a->name : "?");
+        fg_rd_bool(&r->rd, n, "requireReady", 1, &a->require_ready);
+        fg_rd_unknown(&r->rd, n, "authenticator",
+                      "name, staticKeys, jwt, authenticationConfigurationFile, requireReady");
         for (size_t j = 0; a->name && j + 1 < r->cfg->nauthns; j++)
             if (r->cfg->authns[j].name && strcmp(r->cfg->authns[j].name, a->name) == 0)
                 fg_rd_err(&r->rd, n, "authenticator name \"%s\" is used twice", a->name);
@@ -744,6 +809,7 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     read_shards(&r, root);
     read_routes(&r, root);
     read_authns(&r, root);
+    check_issuers(&r);
     read_authentication(&r, root);
     read_wstypes(&r, root);
     read_limits(&r, root);
@@ -851,6 +917,9 @@ void fg_config_free(struct fg_config *cfg)
         free(cfg->authns[i].name);
         free(cfg->authns[i].static_keys.file);
         free(cfg->authns[i].static_keys.username_prefix);
+        for (size_t j = 0; j < cfg->authns[i].njwts; j++)
+            fg_jwtcfg_free(cfg->authns[i].jwts[j]);
+        free(cfg->authns[i].jwts);
     }
     free(cfg->authns);
     for (size_t i = 0; i < cfg->nwstypes; i++) {

@@ -75,7 +75,10 @@ struct fg_route_cfg {
 
 enum fg_authn_kind {
     FG_AUTHN_STATIC_KEYS,
+    FG_AUTHN_JWT, /* `jwt:` (one entry) or `authenticationConfigurationFile:` (several) */
 };
+
+struct fg_jwt_cfg;
 
 struct fg_authn_cfg {
     char *name;
@@ -84,6 +87,9 @@ struct fg_authn_cfg {
         char *file;
         char *username_prefix;
     } static_keys;
+    struct fg_jwt_cfg **jwts; /* FG_AUTHN_JWT: one authenticator per entry, tried in order */
+    size_t njwts;
+    int require_ready; /* /readyz waits until every issuer has keys (default true) */
     struct fg_mark mark;
 };
 

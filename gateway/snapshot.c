@@ -20,6 +20,10 @@ static struct fg_authn *build_authn(const struct fg_config *cfg, const struct fg
         free(path);
         return ks ? fg_statickeys_authn(a->name, ks) : NULL;
     }
+    case FG_AUTHN_JWT:
+        fg_errs_add(errs, a->mark.file, a->mark.line, a->mark.col,
+                    "jwt authenticators are not wired in yet");
+        return NULL;
     }
     return NULL;
 }
