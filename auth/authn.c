@@ -12,13 +12,13 @@ enum fg_authn_status fg_authn_run(struct fg_authn *a, const struct fg_credential
     return res->status;
 }
 
-void fg_authn_cancel(struct fg_authn_waiter *w)
+int fg_authn_cancel(struct fg_authn_waiter *w)
 {
-    if (w->cancel) {
-        void (*cancel)(struct fg_authn_waiter *) = w->cancel;
-        w->cancel = NULL;
-        cancel(w);
-    }
+    if (w->cancel == NULL)
+        return 1;
+    int (*cancel)(struct fg_authn_waiter *) = w->cancel;
+    w->cancel = NULL;
+    return cancel(w);
 }
 
 struct fg_authn *fg_authn_ref(struct fg_authn *a)

@@ -20,6 +20,7 @@ enum fg_authn_status {
     FG_AUTHN_NOT_MINE,
     FG_AUTHN_REJECTED,
     FG_AUTHN_PENDING,
+    FG_AUTHN_RETRY, /* only in a posted result: run the authenticator again, without parking */
 };
 
 /* What the caller presented. Pointers borrow from the request. */
@@ -37,18 +38,28 @@ struct fg_authn_result {
 struct fg_authn;
 struct fg_authn_waiter;
 
-typedef void (*fg_authn_done_fn)(struct fg_authn_waiter *w, struct fg_authn_result *res);
+typedef void (*fg_authn_done_fn)(struct fg_authn_waiter *w);
 
 /*
- * Embedded in the caller's request. An authenticator that answers
- * FG_AUTHN_PENDING keeps a pointer to it until it calls `done` or the caller
- * cancels with fg_authn_cancel().
+ * Embedded in the caller's request; the caller sets done, post and owner.
+ *
+ * An authenticator that answers FG_AUTHN_PENDING keeps the waiter until it
+ * has an answer (on whatever thread it works on), stores it in w->result
+ * and calls w->post(w). post is the caller's thread-safe hand-off: it makes
+ * done(w) run later on the caller's own thread. Exactly one post follows a
+ * PENDING unless fg_authn_cancel() returns 1.
  */
 struct fg_authn_waiter {
     fg_authn_done_fn done;
-    void (*cancel)(struct fg_authn_waiter *w); /* set by the authenticator while pending */
-    void *impl;                                /* authenticator-private */
-    struct fg_authn_waiter *next;              /* authenticator-private list link */
+    void (*post)(struct fg_authn_waiter *w);
+    void *owner;                       /* for post: which thread/queue */
+    struct fg_authn_waiter *post_next; /* caller-private: its post queue */
+    struct fg_authn_result result;     /* filled before post */
+    int no_park;                       /* set by the caller: answer now, never PENDING */
+    /* authenticator-private, while pending */
+    int (*cancel)(struct fg_authn_waiter *w);
+    void *impl;
+    struct fg_authn_waiter *next;
 };
 
 struct fg_authn_ops {
@@ -67,8 +78,12 @@ struct fg_authn {
 /* Runs one authenticator; see the statuses above. */
 enum fg_authn_status fg_authn_run(struct fg_authn *a, const struct fg_credential *cred,
                                   struct fg_authn_result *res, struct fg_authn_waiter *waiter);
-/* Stops a pending authentication; its callback will not run. Safe if not pending. */
-void fg_authn_cancel(struct fg_authn_waiter *w);
+/*
+ * Withdraws a pending waiter. Returns 1 when no post will come (withdrawn,
+ * or nothing was pending), 0 when a post is already on its way: the caller
+ * must then wait for done() before freeing the waiter.
+ */
+int fg_authn_cancel(struct fg_authn_waiter *w);
 
 struct fg_authn *fg_authn_ref(struct fg_authn *a);
 void fg_authn_unref(struct fg_authn *a);

@@ -48,7 +48,7 @@ struct fg_jwt {
     const char *iss;           /* from claims, or NULL; borrowed from claims */
     const char *signing_input; /* "<b64 header>.<b64 claims>": borrowed from the token text */
     size_t signing_len;
-    unsigned char *sig;        /* decoded signature */
+    unsigned char *sig; /* decoded signature */
     size_t sig_len;
 };
 
@@ -92,8 +92,7 @@ int fg_jwt_verify(const struct fg_jwt *t, EVP_PKEY *key, const char **why);
  * with *why. *exp receives the token's expiry (for caches).
  */
 struct fg_identity *fg_jwt_identity(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg,
-                                    int64_t now, const char *authn, int64_t *exp,
-                                    const char **why);
+                                    int64_t now, const char *authn, int64_t *exp, const char **why);
 
 /* Strict base64url (no padding, zero trailing bits). Returns decoded length or -1. */
 long fg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outsz);

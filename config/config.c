@@ -50,7 +50,7 @@ static int split_hostport(const char *addr, char **host, char **port)
             *host = fg_strndup(addr, (size_t)(colon - addr));
     }
     uint64_t p;
-    if (fg_parse_u64(colon + 1, strlen(colon + 1), 65535, &p) != 0 || p == 0) {
+    if (fg_parse_u64(colon + 1, strlen(colon + 1), 65535, &p) != 0) { /* 0: the kernel picks */
         free(*host);
         *host = NULL;
         return -1;
@@ -79,7 +79,8 @@ static void read_listeners(struct rd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "listeners");
     if (p == NULL) {
-        fg_rd_err(&r->rd, root, "\"listeners\" is required (for example: [{address: 127.0.0.1:8080}])");
+        fg_rd_err(&r->rd, root,
+                  "\"listeners\" is required (for example: [{address: 127.0.0.1:8080}])");
         return;
     }
     if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "listeners") != 0)
@@ -98,7 +99,7 @@ static void read_listeners(struct rd *r, struct fg_ynode *root)
             l->address = fg_strdup(addr);
             if (split_hostport(addr, &l->host, &l->port) != 0)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "address")->val,
-                    "listener address \"%s\" must be host:port, [ipv6]:port or :port", addr);
+                          "listener address \"%s\" must be host:port, [ipv6]:port or :port", addr);
         }
         struct fg_ypair *tls = fg_yaml_get(n, "tls");
         if (tls && !fg_yaml_is_null(tls->val)) {
@@ -106,7 +107,8 @@ static void read_listeners(struct rd *r, struct fg_ynode *root)
             read_tls(r, tls->val, &l->tls_cfg, "listener.tls");
         }
         fg_rd_unknown(&r->rd, n, "listener", "address, tls");
-        for (size_t j = 0; l->address && j + 1 < r->cfg->nlisteners; j++)
+        int any_port = l->port && strcmp(l->port, "0") == 0;
+        for (size_t j = 0; l->address && !any_port && j + 1 < r->cfg->nlisteners; j++)
             if (r->cfg->listeners[j].address &&
                 strcmp(r->cfg->listeners[j].address, l->address) == 0)
                 fg_rd_err(&r->rd, n, "listener address \"%s\" is listed twice", l->address);
@@ -212,10 +214,11 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
         s->server_name = fg_rd_dup(fg_rd_str(&r->rd, n, "serverName", 0, "shard"));
         if (!s->client_cert_file != !s->client_key_file)
             fg_rd_err(&r->rd, n, "shard \"%s\": clientCertFile and clientKeyFile go together",
-                s->name ? s->name : "?");
+                      s->name ? s->name : "?");
         if (!s->https && (s->ca_file || s->client_cert_file || s->server_name))
-            fg_rd_err(&r->rd, n, "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
-                s->name ? s->name : "?");
+            fg_rd_err(&r->rd, n,
+                      "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
+                      s->name ? s->name : "?");
         const char *id = fg_rd_str(&r->rd, n, "identity", 0, "shard");
         s->identity = FG_IDENTITY_REQUEST_HEADER;
         if (id == NULL || strcmp(id, "requestHeader") == 0)
@@ -226,7 +229,7 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
             s->identity = FG_IDENTITY_NONE;
         else
             fg_rd_err(&r->rd, fg_yaml_get(n, "identity")->val,
-                "shard identity \"%s\" must be requestHeader, passthrough or none", id);
+                      "shard identity \"%s\" must be requestHeader, passthrough or none", id);
         fg_rd_unknown(&r->rd, n, "shard",
                       "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity");
         for (size_t j = 0; s->name && j + 1 < r->cfg->nshards; j++)
@@ -292,7 +295,7 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
             rt->prefix_len = strlen(prefix);
             if (prefix[0] != '/' || strpbrk(prefix, "?# \t") != NULL)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
-                    "route prefix \"%s\" must be a path starting with '/'", prefix);
+                          "route prefix \"%s\" must be a path starting with '/'", prefix);
         }
         const char *ws = fg_rd_str(&r->rd, n, "workspace", 0, "route");
         const char *shard = fg_rd_str(&r->rd, n, "shard", 0, "route");
@@ -302,15 +305,16 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
             if (strcmp(ws, "path") == 0)
                 rt->kind = FG_ROUTE_WORKSPACE_PATH;
             else
-                fg_rd_err(&r->rd, fg_yaml_get(n, "workspace")->val, "route workspace \"%s\" must be \"path\"",
-                    ws);
+                fg_rd_err(&r->rd, fg_yaml_get(n, "workspace")->val,
+                          "route workspace \"%s\" must be \"path\"", ws);
             if (rt->prefix && rt->prefix_len > 0 && rt->prefix[rt->prefix_len - 1] != '/')
                 fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
-                    "a workspace route prefix must end with '/' (e.g. /clusters/)");
+                          "a workspace route prefix must end with '/' (e.g. /clusters/)");
         } else {
             rt->kind = FG_ROUTE_SHARD;
             if (shard_by_name(r->cfg, shard, strlen(shard), &rt->shard) != 0)
-                fg_rd_err(&r->rd, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"", shard);
+                fg_rd_err(&r->rd, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"",
+                          shard);
         }
         fg_rd_unknown(&r->rd, n, "route", "prefix, workspace, shard");
     }
@@ -324,7 +328,8 @@ static void read_static_keys(struct rd *r, struct fg_ynode *n, struct fg_authn_c
         return;
     a->kind = FG_AUTHN_STATIC_KEYS;
     a->static_keys.file = fg_rd_dup(fg_rd_str(&r->rd, n, "file", 1, "staticKeys"));
-    a->static_keys.username_prefix = fg_rd_dup(fg_rd_str(&r->rd, n, "usernamePrefix", 0, "staticKeys"));
+    a->static_keys.username_prefix =
+        fg_rd_dup(fg_rd_str(&r->rd, n, "usernamePrefix", 0, "staticKeys"));
     fg_rd_unknown(&r->rd, n, "staticKeys", "file, usernamePrefix");
 }
 
@@ -437,13 +442,15 @@ static void read_authentication(struct rd *r, struct fg_ynode *root)
         cfg->global = fg_calloc(count, sizeof(uint32_t));
         for (size_t i = 0; i < count; i++) {
             if (authn_by_name(cfg, items[i]->str, &cfg->global[cfg->nglobal]) != 0) {
-                fg_rd_err(&r->rd, items[i], "authentication.global names unknown authenticator \"%s\"",
-                    items[i]->str);
+                fg_rd_err(&r->rd, items[i],
+                          "authentication.global names unknown authenticator \"%s\"",
+                          items[i]->str);
                 continue;
             }
             for (size_t j = 0; j < cfg->nglobal; j++)
                 if (cfg->global[j] == cfg->global[cfg->nglobal])
-                    fg_rd_err(&r->rd, items[i], "authenticator \"%s\" is listed twice", items[i]->str);
+                    fg_rd_err(&r->rd, items[i], "authenticator \"%s\" is listed twice",
+                              items[i]->str);
             cfg->nglobal++;
         }
     }
@@ -481,17 +488,19 @@ static void read_wstypes(struct rd *r, struct fg_ynode *root)
         t->name = fg_rd_dup(fg_rd_str(&r->rd, n, "name", 1, "workspaceType"));
         if (t->name && !fg_index_valid_name(t->name, strlen(t->name)))
             fg_rd_err(&r->rd, fg_yaml_get(n, "name")->val,
-                "workspace type name \"%s\" must be a kcp path such as root:org:with-oidc",
-                t->name);
+                      "workspace type name \"%s\" must be a kcp path such as root:org:with-oidc",
+                      t->name);
         struct fg_ynode **items;
         size_t count;
         int present;
-        if (fg_rd_strlist(&r->rd, n, "authenticators", "workspaceType", &items, &count, &present) == 0) {
+        if (fg_rd_strlist(&r->rd, n, "authenticators", "workspaceType", &items, &count, &present) ==
+            0) {
             t->authns = fg_calloc(count, sizeof(uint32_t));
             for (size_t j = 0; j < count; j++) {
                 if (authn_by_name(r->cfg, items[j]->str, &t->authns[t->nauthns]) != 0)
-                    fg_rd_err(&r->rd, items[j], "workspace type \"%s\" names unknown authenticator \"%s\"",
-                        t->name ? t->name : "?", items[j]->str);
+                    fg_rd_err(&r->rd, items[j],
+                              "workspace type \"%s\" names unknown authenticator \"%s\"",
+                              t->name ? t->name : "?", items[j]->str);
                 else
                     t->nauthns++;
             }
@@ -736,7 +745,8 @@ static void read_limits(struct rd *r, struct fg_ynode *root)
     fg_rd_duration(&r->rd, n, "shutdownGracePeriod", 30000, 0, 3600000, &l->shutdown_grace_ms);
     fg_rd_size(&r->rd, n, "maxBufferBytes", 1 << 20, 16 << 10, 64 << 20, &v);
     l->max_buffer_bytes = (uint32_t)v;
-    fg_rd_duration(&r->rd, n, "upstreamIdleTimeout", 60000, 100, 3600000, &l->upstream_idle_timeout_ms);
+    fg_rd_duration(&r->rd, n, "upstreamIdleTimeout", 60000, 100, 3600000,
+                   &l->upstream_idle_timeout_ms);
     if (n)
         fg_rd_unknown(&r->rd, n, "limits",
                       "maxHeaderBytes, headerTimeout, idleTimeout, maxConnections, "
@@ -762,7 +772,8 @@ static void read_log(struct rd *r, struct fg_ynode *root)
         else if (strcmp(lvl, "error") == 0)
             r->cfg->log_level = FG_LOG_ERROR;
         else
-            fg_rd_err(&r->rd, fg_yaml_get(n, "level")->val, "log level must be debug, info, warn or error");
+            fg_rd_err(&r->rd, fg_yaml_get(n, "level")->val,
+                      "log level must be debug, info, warn or error");
     }
     fg_rd_bool(&r->rd, n, "accessLog", 1, &r->cfg->access_log);
     fg_rd_unknown(&r->rd, n, "log", "level, accessLog");
@@ -775,7 +786,8 @@ static void check_references(struct rd *r, struct fg_ynode *root)
     for (size_t i = 0; i < cfg->nroutes; i++)
         has_ws_route |= cfg->routes[i].kind == FG_ROUTE_WORKSPACE_PATH;
     if (cfg->nroutes == 0)
-        fg_rd_err(&r->rd, root, "\"routes\" is required: without a route every request would be refused");
+        fg_rd_err(&r->rd, root,
+                  "\"routes\" is required: without a route every request would be refused");
     if (has_ws_route && cfg->nshards == 0)
         fg_rd_err(&r->rd, root, "workspace routes need at least one shard");
 }
@@ -794,7 +806,8 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     if (root == NULL)
         goto fail;
     if (root->kind != FG_Y_MAP) {
-        fg_rd_err(&r.rd, root, "the config must be a mapping of keys such as listeners, shards, routes");
+        fg_rd_err(&r.rd, root,
+                  "the config must be a mapping of keys such as listeners, shards, routes");
         goto fail;
     }
     struct fg_ypair *w = fg_yaml_get(root, "workers");

@@ -35,8 +35,8 @@ static char *plain_claim_ref(const char *expr)
 
 static int loopback_host(const char *h, size_t n)
 {
-    return (n == 9 && memcmp(h, "127.0.0.1", 9) == 0) || (n == 9 && memcmp(h, "localhost", 9) == 0) ||
-           (n == 5 && memcmp(h, "[::1]", 5) == 0);
+    return (n == 9 && memcmp(h, "127.0.0.1", 9) == 0) ||
+           (n == 9 && memcmp(h, "localhost", 9) == 0) || (n == 5 && memcmp(h, "[::1]", 5) == 0);
 }
 
 /* kube's issuer/discovery URL rules; http:// is allowed for loopback hosts (tests). */
@@ -109,8 +109,9 @@ static void read_issuer(struct fg_rd *r, struct fg_ynode *n, struct fg_jwt_cfg *
     const char *ca = fg_rd_str(r, n, "certificateAuthority", 0, "jwt.issuer");
     const char *caf = fg_rd_str(r, n, "certificateAuthorityFile", 0, "jwt.issuer");
     if (ca && caf) {
-        fg_rd_err(r, n, "jwt.issuer: certificateAuthority and certificateAuthorityFile are "
-                        "mutually exclusive");
+        fg_rd_err(r, n,
+                  "jwt.issuer: certificateAuthority and certificateAuthorityFile are "
+                  "mutually exclusive");
     } else if (ca) {
         if (!pem_has_cert(ca))
             fg_rd_err(r, fg_yaml_get(n, "certificateAuthority")->val,
@@ -151,8 +152,9 @@ static void read_issuer(struct fg_rd *r, struct fg_ynode *n, struct fg_jwt_cfg *
         fg_rd_err(r, fg_yaml_get(n, "audienceMatchPolicy")->val,
                   "jwt.issuer.audienceMatchPolicy must be MatchAny");
     else if (!policy && j->naudiences > 1)
-        fg_rd_err(r, n, "jwt.issuer.audienceMatchPolicy must be MatchAny when there is more "
-                        "than one audience");
+        fg_rd_err(r, n,
+                  "jwt.issuer.audienceMatchPolicy must be MatchAny when there is more "
+                  "than one audience");
     if (fg_yaml_get(n, "egressSelectorType"))
         fg_rd_err(r, fg_yaml_get(n, "egressSelectorType")->key,
                   "jwt.issuer.egressSelectorType is not supported by frontgate");
@@ -175,8 +177,8 @@ static void read_rules(struct fg_rd *r, struct fg_ynode *map, struct fg_jwt_cfg 
         const char *claim = fg_rd_str(r, n, "claim", 0, "claimValidationRules");
         const char *expr = fg_rd_str(r, n, "expression", 0, "claimValidationRules");
         int has_req;
-        const char *req = fg_rd_str_empty_ok(r, n, "requiredValue", "claimValidationRules",
-                                             &has_req);
+        const char *req =
+            fg_rd_str_empty_ok(r, n, "requiredValue", "claimValidationRules", &has_req);
         const char *msg = fg_rd_str(r, n, "message", 0, "claimValidationRules");
         fg_rd_unknown(r, n, "claimValidationRules", "claim, requiredValue, expression, message");
         if (claim && expr) {
@@ -219,8 +221,8 @@ static void read_mapping(struct fg_rd *r, struct fg_ynode *parent, const char *n
     const char *claim = fg_rd_str(r, n, "claim", 0, section);
     const char *expr = fg_rd_str(r, n, "expression", 0, section);
     int has_prefix = 0;
-    const char *prefix = with_prefix ? fg_rd_str_empty_ok(r, n, "prefix", section, &has_prefix)
-                                     : NULL;
+    const char *prefix =
+        with_prefix ? fg_rd_str_empty_ok(r, n, "prefix", section, &has_prefix) : NULL;
     fg_rd_unknown(r, n, section, with_prefix ? "claim, prefix, expression" : "claim, expression");
     if (claim && expr) {
         fg_rd_err(r, n, "%s: claim and expression cannot both be specified", section);
@@ -233,8 +235,10 @@ static void read_mapping(struct fg_rd *r, struct fg_ynode *parent, const char *n
     }
     if (claim) {
         if (with_prefix && !has_prefix) {
-            fg_rd_err(r, n, "%s: prefix is required when claim is set. It can be set to an "
-                            "empty string to disable prefixing", section);
+            fg_rd_err(r, n,
+                      "%s: prefix is required when claim is set. It can be set to an "
+                      "empty string to disable prefixing",
+                      section);
             return;
         }
         m->claim = fg_strdup(claim);
@@ -252,9 +256,11 @@ static void read_mapping(struct fg_rd *r, struct fg_ynode *parent, const char *n
         return;
     }
     if (strcmp(name, "username") == 0 && strcmp(ref, "email") == 0) {
-        fg_rd_err(r, en, "%s.expression: claims.email needs claims.email_verified to be checked, "
-                         "which takes CEL; use claim: email (email_verified must then be true "
-                         "when present)", section);
+        fg_rd_err(r, en,
+                  "%s.expression: claims.email needs claims.email_verified to be checked, "
+                  "which takes CEL; use claim: email (email_verified must then be true "
+                  "when present)",
+                  section);
         free(ref);
         return;
     }
@@ -330,8 +336,7 @@ static void read_extra(struct fg_rd *r, struct fg_ynode *cm, struct fg_jwt_cfg *
         fg_rd_unknown(r, n, "claimMappings.extra", "key, valueExpression");
         const char *why;
         if (key && (why = extra_key_problem(key)) != NULL)
-            fg_rd_err(r, fg_yaml_get(n, "key")->val, "claimMappings.extra key \"%s\" %s", key,
-                      why);
+            fg_rd_err(r, fg_yaml_get(n, "key")->val, "claimMappings.extra key \"%s\" %s", key, why);
         for (size_t k = 0; key && k < j->nextra; k++)
             if (strcmp(j->extra[k].key, key) == 0)
                 fg_rd_err(r, n, "claimMappings.extra: duplicate key \"%s\"", key);
@@ -356,8 +361,9 @@ static void read_user_rules(struct fg_rd *r, struct fg_ynode *map)
         fg_rd_expect(r, p->val, FG_Y_SEQ, "jwt.userValidationRules") != 0)
         return;
     for (size_t i = 0; i < p->val->nitems; i++)
-        fg_rd_err(r, p->val->items[i], "userValidationRules[%zu]: %s (frontgate's workspace "
-                                       "policy already refuses system: usernames)",
+        fg_rd_err(r, p->val->items[i],
+                  "userValidationRules[%zu]: %s (frontgate's workspace "
+                  "policy already refuses system: usernames)",
                   i, cel_unsupported);
 }
 
@@ -385,8 +391,7 @@ struct fg_jwt_cfg *fg_jwtcfg_read(struct fg_rd *r, struct fg_ynode *n, const cha
         fg_rd_unknown(r, cm->val, "jwt.claimMappings", "username, groups, uid, extra");
     }
     read_user_rules(r, n);
-    fg_rd_unknown(r, n, "jwt",
-                  "issuer, claimValidationRules, claimMappings, userValidationRules");
+    fg_rd_unknown(r, n, "jwt", "issuer, claimValidationRules, claimMappings, userValidationRules");
     if (r->errs->n != before) {
         fg_jwtcfg_free(j);
         return NULL;
@@ -394,8 +399,7 @@ struct fg_jwt_cfg *fg_jwtcfg_read(struct fg_rd *r, struct fg_ynode *n, const cha
     return j;
 }
 
-int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cfg ***out,
-                        size_t *n)
+int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cfg ***out, size_t *n)
 {
     size_t len, before = errs->n;
     *out = NULL;
@@ -429,8 +433,7 @@ int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cf
                   "anonymous authentication is not supported by frontgate");
     struct fg_ypair *jwt = fg_yaml_get(root, "jwt");
     fg_rd_unknown(&r, root, "AuthenticationConfiguration", "apiVersion, kind, jwt");
-    if (jwt && !fg_yaml_is_null(jwt->val) &&
-        fg_rd_expect(&r, jwt->val, FG_Y_SEQ, "jwt") == 0) {
+    if (jwt && !fg_yaml_is_null(jwt->val) && fg_rd_expect(&r, jwt->val, FG_Y_SEQ, "jwt") == 0) {
         if (jwt->val->nitems > 64)
             fg_rd_err(&r, jwt->val, "at most 64 jwt authenticators are allowed");
         *out = fg_calloc(jwt->val->nitems, sizeof(struct fg_jwt_cfg *));

@@ -30,8 +30,8 @@ struct fg_extra_map {
 
 struct fg_jwt_cfg {
     char *issuer_url;
-    char *discovery_url;  /* NULL: {issuer_url}/.well-known/openid-configuration */
-    char *ca_pem;         /* certificateAuthority (or the file's contents); NULL = system roots */
+    char *discovery_url; /* NULL: {issuer_url}/.well-known/openid-configuration */
+    char *ca_pem;        /* certificateAuthority (or the file's contents); NULL = system roots */
     char **audiences;
     size_t naudiences;
     struct fg_claim_rule *rules;

@@ -19,8 +19,7 @@ int fg_rd_expect(struct fg_rd *r, const struct fg_ynode *n, enum fg_ykind kind, 
 {
     if (n->kind == kind)
         return 0;
-    fg_rd_err(r, n, "%s must be %s, not %s", what, fg_rd_kind_name(kind),
-              fg_rd_kind_name(n->kind));
+    fg_rd_err(r, n, "%s must be %s, not %s", what, fg_rd_kind_name(kind), fg_rd_kind_name(n->kind));
     return -1;
 }
 
@@ -34,8 +33,7 @@ void fg_rd_unknown(struct fg_rd *r, struct fg_ynode *map, const char *section, c
     }
 }
 
-static const char *scalar(struct fg_rd *r, struct fg_ypair *p, const char *key,
-                          const char *section)
+static const char *scalar(struct fg_rd *r, struct fg_ypair *p, const char *key, const char *section)
 {
     if (p->val->kind != FG_Y_SCALAR) {
         fg_rd_err(r, p->val, "%s.%s must be a string, not %s", section, key,
@@ -119,8 +117,8 @@ int fg_rd_duration(struct fg_rd *r, struct fg_ynode *map, const char *key, uint6
     return 0;
 }
 
-int fg_rd_size(struct fg_rd *r, struct fg_ynode *map, const char *key, uint64_t dflt,
-               uint64_t min, uint64_t max, uint64_t *out)
+int fg_rd_size(struct fg_rd *r, struct fg_ynode *map, const char *key, uint64_t dflt, uint64_t min,
+               uint64_t max, uint64_t *out)
 {
     struct fg_ypair *p = fg_yaml_get(map, key);
     *out = dflt;
@@ -132,8 +130,8 @@ int fg_rd_size(struct fg_rd *r, struct fg_ynode *map, const char *key, uint64_t 
         return -1;
     }
     if (v < min || v > max) {
-        fg_rd_err(r, p->val, "\"%s\" must be between %llu and %llu", key,
-                  (unsigned long long)min, (unsigned long long)max);
+        fg_rd_err(r, p->val, "\"%s\" must be between %llu and %llu", key, (unsigned long long)min,
+                  (unsigned long long)max);
         return -1;
     }
     *out = v;

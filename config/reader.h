@@ -31,8 +31,8 @@ const char *fg_rd_str_empty_ok(struct fg_rd *r, struct fg_ynode *map, const char
 int fg_rd_bool(struct fg_rd *r, struct fg_ynode *map, const char *key, int dflt, int *out);
 int fg_rd_duration(struct fg_rd *r, struct fg_ynode *map, const char *key, uint64_t dflt,
                    uint64_t min, uint64_t max, uint64_t *out);
-int fg_rd_size(struct fg_rd *r, struct fg_ynode *map, const char *key, uint64_t dflt,
-               uint64_t min, uint64_t max, uint64_t *out);
+int fg_rd_size(struct fg_rd *r, struct fg_ynode *map, const char *key, uint64_t dflt, uint64_t min,
+               uint64_t max, uint64_t *out);
 /* A list of non-empty strings; *present = 0 when the key is absent or null. */
 int fg_rd_strlist(struct fg_rd *r, struct fg_ynode *map, const char *key, const char *section,
                   struct fg_ynode ***items, size_t *n, int *present);

@@ -248,6 +248,10 @@ static int on_headers_complete(http_parser *p)
         return bad_request(c, st);
     c->head_ready = 1;
     c->parse_paused = 1;
+    if (r->chunked) {
+        c->head_tail = 1;
+        fg_chunked_init(&c->chunked);
+    }
     http_parser_pause(p, 1);
     return 0;
 }
@@ -310,7 +314,6 @@ static int req_in_flight(const struct fg_conn *c)
 static void req_cleanup(struct fg_conn *c)
 {
     struct fg_req *r = &c->req;
-    fg_authn_cancel(&r->waiter);
     fg_identity_unref(r->identity);
     r->identity = NULL;
     if (r->snap) {
@@ -347,6 +350,10 @@ void fg_conn_close(struct fg_conn *c)
         if (c->req.status == 0)
             c->req.status = c->req.resp_started ? 0 : 499; /* the client went away */
         fg_access_log(c);
+    }
+    if (c->req.auth_parked && fg_authn_cancel(&c->req.waiter)) {
+        c->req.auth_parked = 0;
+        c->holds--; /* withdrawn: no post will come back for it */
     }
     req_cleanup(c);
     if (c->up) {
@@ -562,6 +569,51 @@ static void relay_tunnel(struct fg_conn *c)
     }
 }
 
+static void chunk_data(void *arg, const char *p, size_t n)
+{
+    struct fg_conn *c = arg;
+    if (c->up == NULL || c->state != CS_FORWARD)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->up->bev);
+    evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_add(out, p, n);
+    evbuffer_add(out, "\r\n", 2);
+    c->req.body_started = 1;
+}
+
+/*
+ * A chunked request body, decoded strictly by fg_chunked. http-parser only
+ * gets the last byte of the head (it stopped before it) and is restarted
+ * for the next request. Returns 0 to go on reading, -1 to stop.
+ */
+static int feed_chunked(struct fg_conn *c, const char *data, size_t n, size_t *used)
+{
+    if (c->head_tail) {
+        *used = http_parser_execute(&c->parser, &req_settings, data, 1);
+        c->head_tail = 0;
+        if (*used != 1 || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+            parse_error(c, HTTP_PARSER_ERRNO(&c->parser));
+            return -1;
+        }
+        return 0;
+    }
+    enum fg_chunked_result res = fg_chunked_feed(&c->chunked, data, n, used, chunk_data, c);
+    if (res == FG_CHUNKED_ERROR) {
+        c->err_status = 400;
+        parse_error(c, HPE_INVALID_CHUNK_SIZE);
+        return -1;
+    }
+    if (res == FG_CHUNKED_DONE) {
+        if (c->up && c->state == CS_FORWARD)
+            evbuffer_add(bufferevent_get_output(c->up->bev), "0\r\n\r\n", 5);
+        c->req.body_done = 1;
+        c->parse_paused = 1; /* a pipelined request waits; the parser restarts for it */
+        http_parser_init(&c->parser, HTTP_REQUEST);
+        c->parser.data = c;
+    }
+    return 0;
+}
+
 static void process_input(struct fg_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -586,12 +638,21 @@ static void process_input(struct fg_conn *c)
         if (n > FEED_MAX)
             n = FEED_MAX;
         const char *data = (const char *)evbuffer_pullup(in, (ssize_t)n);
-        size_t used = http_parser_execute(&c->parser, &req_settings, data, n);
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        evbuffer_drain(in, used);
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            parse_error(c, e);
-            return;
+        size_t used;
+        if (c->req.chunked && c->state == CS_FORWARD && !c->req.body_done) {
+            int stop = feed_chunked(c, data, n, &used);
+            if (!c->dead)
+                evbuffer_drain(in, used);
+            if (stop)
+                return;
+        } else {
+            used = http_parser_execute(&c->parser, &req_settings, data, n);
+            enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+            evbuffer_drain(in, used);
+            if (e != HPE_OK && e != HPE_PAUSED) {
+                parse_error(c, e);
+                return;
+            }
         }
         if (c->head_ready) {
             c->head_ready = 0;
@@ -815,4 +876,36 @@ void fg_conn_close_all(struct fg_worker *w)
     struct fg_conn *c;
     while ((c = TAILQ_FIRST(&w->conns)) != NULL)
         fg_conn_close(c);
+}
+
+void fg_worker_post_waiter(struct fg_authn_waiter *w)
+{
+    struct fg_worker *wk = w->owner;
+    pthread_mutex_lock(&wk->authq_lock);
+    w->post_next = wk->authq;
+    wk->authq = w;
+    pthread_mutex_unlock(&wk->authq_lock);
+    event_active(wk->authq_ev, EV_TIMEOUT, 1);
+}
+
+void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_worker *wk = arg;
+    pthread_mutex_lock(&wk->authq_lock);
+    struct fg_authn_waiter *list = wk->authq, *fifo = NULL;
+    wk->authq = NULL;
+    pthread_mutex_unlock(&wk->authq_lock);
+    while (list) { /* the queue is LIFO; answer in arrival order */
+        struct fg_authn_waiter *next = list->post_next;
+        list->post_next = fifo;
+        fifo = list;
+        list = next;
+    }
+    while (fifo) {
+        struct fg_authn_waiter *next = fifo->post_next;
+        fifo->done(fifo);
+        fifo = next;
+    }
 }

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <sys/queue.h>
 
+#include "chunked.h"
 #include "route.h"
 #include "worker.h"
 
@@ -72,6 +73,7 @@ struct fg_req {
     int bearer_validated;
     struct fg_authn_waiter waiter;
     size_t authn_next; /* position in union(global, workspace) */
+    int auth_parked;   /* an authenticator holds the waiter (and a hold on the conn) */
     int unknown_ws;    /* authenticate only to choose 401 or 403 */
 
     int status; /* response status, for the log */
@@ -96,9 +98,11 @@ struct fg_conn {
     char peer[INET6_ADDRSTRLEN];
     http_parser parser;
     int parse_paused;
-    int head_ready; /* set by on_headers_complete, acted on after the parser returns */
-    int err_status; /* a parse error's status (400/431) */
-    int throttled;  /* reading paused until the shard drains what we sent */
+    int head_ready;            /* set by on_headers_complete, acted on after the parser returns */
+    int head_tail;             /* the head's last byte is still for http-parser (chunked bodies) */
+    struct fg_chunked chunked; /* our own strict decoder for chunked request bodies */
+    int err_status;            /* a parse error's status (400/431) */
+    int throttled;             /* reading paused until the shard drains what we sent */
     int close_after;
     int linger; /* the client may still be sending when we close */
     struct event *timer;

@@ -10,6 +10,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +279,7 @@ static int cmd_demo(int argc, char **argv)
 int main(int argc, char **argv)
 {
     fg_tls_init();
+    evthread_use_pthreads(); /* before any event_base: bases are used across threads */
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;

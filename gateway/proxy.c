@@ -163,8 +163,12 @@ static void auth_step(struct fg_conn *c)
         size_t i = r->authn_next;
         struct fg_authn_result res;
         enum fg_authn_status st = fg_authn_run(member(r, i), &cred, &res, &r->waiter);
-        if (st == FG_AUTHN_PENDING)
-            return; /* parked; auth_resume continues */
+        if (st == FG_AUTHN_PENDING) {
+            r->auth_parked = 1;
+            fg_conn_hold(c); /* released when the answer comes back (auth_resume) */
+            return;
+        }
+        r->waiter.no_park = 0;
         r->authn_next++;
         if (auth_result(r, &res, i))
             break;
@@ -172,16 +176,30 @@ static void auth_step(struct fg_conn *c)
     auth_done(c);
 }
 
-static void auth_resume(struct fg_authn_waiter *w, struct fg_authn_result *res)
+/* A parked authentication answered; runs on the connection's worker. */
+static void auth_resume(struct fg_authn_waiter *w)
 {
     struct fg_conn *c = (struct fg_conn *)((char *)w - offsetof(struct fg_conn, req.waiter));
     struct fg_req *r = &c->req;
-    fg_conn_hold(c);
-    size_t i = r->authn_next++;
-    if (auth_result(r, res, i))
-        auth_done(c);
-    else
+    struct fg_authn_result res = w->result;
+    memset(&w->result, 0, sizeof(w->result));
+    w->cancel = NULL;
+    r->auth_parked = 0;
+    if (c->dead) {
+        fg_identity_unref(res.identity);
+        fg_conn_release(c);
+        return;
+    }
+    if (res.status == FG_AUTHN_RETRY) {
+        w->no_park = 1; /* e.g. fresh keys arrived: verify again, but do not wait again */
         auth_step(c);
+    } else {
+        size_t i = r->authn_next++;
+        if (auth_result(r, &res, i))
+            auth_done(c);
+        else
+            auth_step(c);
+    }
     fg_conn_release(c);
 }
 
@@ -192,6 +210,8 @@ void fg_proxy_dispatch(struct fg_conn *c)
     struct fg_req *r = &c->req;
     r->snap = fg_snapshot_ref(c->w->snap);
     r->waiter.done = auth_resume;
+    r->waiter.post = fg_worker_post_waiter;
+    r->waiter.owner = c->w;
     const char *target = r->msg.raw.data;
     size_t tlen = r->msg.first_len;
     const char *q = memchr(target, '?', tlen);

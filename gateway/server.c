@@ -172,6 +172,8 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
             return -1;
     }
     w->wake = event_new(w->base, -1, 0, worker_wake, w);
+    pthread_mutex_init(&w->authq_lock, NULL);
+    w->authq_ev = event_new(w->base, -1, 0, fg_worker_run_waiters, w);
     return 0;
 }
 
@@ -186,6 +188,10 @@ static void worker_free(struct fg_worker *w)
     fg_pools_free(w);
     if (w->wake)
         event_free(w->wake);
+    if (w->authq_ev) {
+        event_free(w->authq_ev);
+        pthread_mutex_destroy(&w->authq_lock);
+    }
     if (w->dns)
         evdns_base_free(w->dns, 0);
     fg_snapshot_unref(w->snap);

@@ -41,6 +41,9 @@ struct fg_worker {
     struct fg_snapshot *snap; /* what new requests pin */
     struct fg_pool *pools;    /* per shard of snap */
     size_t npools;
+    pthread_mutex_t authq_lock; /* parked authentications coming back from other threads */
+    struct fg_authn_waiter *authq;
+    struct event *authq_ev;
     TAILQ_HEAD(fg_conn_list, fg_conn) conns;
     size_t nconns;
     int draining;
@@ -61,6 +64,12 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
                     void *arg);
 /* Closes connections with no request in flight; the rest close after their response. */
 void fg_conn_drain_all(struct fg_worker *w);
+
+struct fg_authn_waiter;
+/* fg_authn_waiter.post for requests on a worker (owner = the worker): thread-safe. */
+void fg_worker_post_waiter(struct fg_authn_waiter *w);
+/* Runs the posted waiters' done callbacks on the worker's thread. */
+void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg);
 
 /* Closes every connection of w now (shutdown after the grace period). */
 void fg_conn_close_all(struct fg_worker *w);

@@ -1,0 +1,230 @@
+#include "tokcache.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STRIPES 16
+
+struct entry {
+    unsigned char key[FG_TOKCACHE_KEY];
+    struct fg_identity *id;
+    uint64_t expires_ms;
+    struct entry *hnext;               /* hash chain */
+    struct entry *lru_prev, *lru_next; /* most recent at head */
+};
+
+struct stripe {
+    pthread_mutex_t lock;
+    struct entry **buckets;
+    size_t nbuckets; /* power of two */
+    size_t n, cap;
+    struct entry *head, *tail;
+};
+
+struct fg_tokcache {
+    unsigned char secret[32];
+    uint64_t ttl_ms;
+    struct stripe stripes[STRIPES];
+};
+
+static uint64_t key_hash(const unsigned char *key)
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof(h)); /* an HMAC output is uniformly distributed */
+    return h;
+}
+
+struct fg_tokcache *fg_tokcache_new(size_t capacity, uint64_t ttl_ms)
+{
+    struct fg_tokcache *c = fg_calloc(1, sizeof(*c));
+    fg_random(c->secret, sizeof(c->secret));
+    c->ttl_ms = ttl_ms;
+    size_t per = capacity / STRIPES + 1;
+    size_t nb = 16;
+    while (nb < per)
+        nb *= 2;
+    for (int i = 0; i < STRIPES; i++) {
+        struct stripe *s = &c->stripes[i];
+        pthread_mutex_init(&s->lock, NULL);
+        s->nbuckets = nb;
+        s->buckets = fg_calloc(nb, sizeof(struct entry *));
+        s->cap = per;
+    }
+    return c;
+}
+
+static void entry_free(struct entry *e)
+{
+    fg_identity_unref(e->id);
+    OPENSSL_cleanse(e->key, sizeof(e->key));
+    free(e);
+}
+
+void fg_tokcache_free(struct fg_tokcache *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < STRIPES; i++) {
+        struct stripe *s = &c->stripes[i];
+        for (struct entry *e = s->head, *next; e; e = next) {
+            next = e->lru_next;
+            entry_free(e);
+        }
+        free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    OPENSSL_cleanse(c->secret, sizeof(c->secret));
+    free(c);
+}
+
+static EVP_MAC *hmac_alg;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void fetch_hmac(void)
+{
+    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+static void add_u32(EVP_MAC_CTX *m, size_t n)
+{
+    unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                            (unsigned char)(n >> 8), (unsigned char)n};
+    EVP_MAC_update(m, len, 4);
+}
+
+static void add_len_prefixed(EVP_MAC_CTX *m, const void *p, size_t n)
+{
+    add_u32(m, n);
+    EVP_MAC_update(m, p, n);
+}
+
+void fg_tokcache_key(const struct fg_tokcache *c, const char *authn, const char *token,
+                     size_t token_len, char *const *audiences, size_t naudiences,
+                     unsigned char key[FG_TOKCACHE_KEY])
+{
+    pthread_once(&hmac_once, fetch_hmac);
+    EVP_MAC_CTX *m = EVP_MAC_CTX_new(hmac_alg);
+    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                            OSSL_PARAM_construct_end()};
+    EVP_MAC_init(m, c->secret, sizeof(c->secret), params);
+    add_len_prefixed(m, authn, strlen(authn));
+    add_len_prefixed(m, token, token_len);
+    add_u32(m, naudiences);
+    for (size_t i = 0; i < naudiences; i++)
+        add_len_prefixed(m, audiences[i], strlen(audiences[i]));
+    size_t out = FG_TOKCACHE_KEY;
+    EVP_MAC_final(m, key, &out, FG_TOKCACHE_KEY);
+    EVP_MAC_CTX_free(m);
+}
+
+static struct stripe *stripe_of(struct fg_tokcache *c, const unsigned char *key)
+{
+    return &c->stripes[key[31] % STRIPES];
+}
+
+static struct entry **slot_of(struct stripe *s, const unsigned char *key)
+{
+    struct entry **pp = &s->buckets[key_hash(key) & (s->nbuckets - 1)];
+    while (*pp && CRYPTO_memcmp((*pp)->key, key, FG_TOKCACHE_KEY) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void lru_unlink(struct stripe *s, struct entry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        s->head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        s->tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push(struct stripe *s, struct entry *e)
+{
+    e->lru_next = s->head;
+    e->lru_prev = NULL;
+    if (s->head)
+        s->head->lru_prev = e;
+    s->head = e;
+    if (s->tail == NULL)
+        s->tail = e;
+}
+
+/* Unlinks e from its chain and the LRU list and frees it. Stripe locked. */
+static void remove_entry(struct stripe *s, struct entry *e)
+{
+    struct entry **pp = slot_of(s, e->key);
+    *pp = e->hnext;
+    lru_unlink(s, e);
+    s->n--;
+    entry_free(e);
+}
+
+struct fg_identity *fg_tokcache_get(struct fg_tokcache *c, const unsigned char *key,
+                                    uint64_t now_ms)
+{
+    struct stripe *s = stripe_of(c, key);
+    struct fg_identity *id = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct entry *e = *slot_of(s, key);
+    if (e && e->expires_ms <= now_ms) {
+        remove_entry(s, e);
+    } else if (e) {
+        id = fg_identity_ref(e->id);
+        if (s->head != e) {
+            lru_unlink(s, e);
+            lru_push(s, e);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return id;
+}
+
+void fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_identity *id,
+                     uint64_t expires_ms, uint64_t now_ms)
+{
+    uint64_t until = now_ms + c->ttl_ms;
+    if (expires_ms && expires_ms < until)
+        until = expires_ms;
+    if (until <= now_ms)
+        return;
+    struct stripe *s = stripe_of(c, key);
+    pthread_mutex_lock(&s->lock);
+    struct entry **pp = slot_of(s, key);
+    struct entry *e = *pp;
+    if (e == NULL) {
+        e = fg_calloc(1, sizeof(*e));
+        memcpy(e->key, key, FG_TOKCACHE_KEY);
+        e->hnext = NULL;
+        *pp = e;
+        s->n++;
+    } else {
+        fg_identity_unref(e->id);
+        lru_unlink(s, e);
+    }
+    e->id = fg_identity_ref(id);
+    e->expires_ms = until;
+    lru_push(s, e);
+    while (s->n > s->cap && s->tail)
+        remove_entry(s, s->tail);
+    pthread_mutex_unlock(&s->lock);
+}
+
+size_t fg_tokcache_size(struct fg_tokcache *c)
+{
+    size_t n = 0;
+    for (int i = 0; i < STRIPES; i++) {
+        pthread_mutex_lock(&c->stripes[i].lock);
+        n += c->stripes[i].n;
+        pthread_mutex_unlock(&c->stripes[i].lock);
+    }
+    return n;
+}

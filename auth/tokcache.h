@@ -1,0 +1,48 @@
+/*
+ * tokcache.h - the verified-token cache shared by the bearer authenticators
+ * that do real work per token (JWT, TokenReview); static keys are a hash
+ * probe already and do not use it.
+ *
+ * Key: HMAC-SHA256(random per-cache secret, authenticator ‖ token ‖
+ * audiences), length-prefixed as kube does, so raw tokens are never stored
+ * and keys cannot be precomputed. Value: the identity, until min(token
+ * expiry, TTL). Bounded: least recently used entries go first. Striped
+ * locks, so workers rarely contend. A cache belongs to one config snapshot:
+ * a reload starts empty. Only successes are cached here.
+ */
+#ifndef FG_TOKCACHE_H
+#define FG_TOKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "identity.h"
+
+#define FG_TOKCACHE_KEY 32
+
+struct fg_tokcache;
+
+/* capacity: most entries kept; ttl_ms: longest life of an entry. */
+struct fg_tokcache *fg_tokcache_new(size_t capacity, uint64_t ttl_ms);
+void fg_tokcache_free(struct fg_tokcache *c);
+
+/* Computes the cache key for (authenticator, token, audiences). */
+void fg_tokcache_key(const struct fg_tokcache *c, const char *authn, const char *token,
+                     size_t token_len, char *const *audiences, size_t naudiences,
+                     unsigned char key[FG_TOKCACHE_KEY]);
+
+/* A new reference to the cached identity, or NULL (absent or expired at now_ms). */
+struct fg_identity *fg_tokcache_get(struct fg_tokcache *c, const unsigned char *key,
+                                    uint64_t now_ms);
+
+/*
+ * Stores id (taking a new reference) until min(expires_ms, now_ms + ttl).
+ * expires_ms == 0 means "no expiry of its own".
+ */
+void fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_identity *id,
+                     uint64_t expires_ms, uint64_t now_ms);
+
+/* Entries currently held (for tests and metrics). */
+size_t fg_tokcache_size(struct fg_tokcache *c);
+
+#endif
