@@ -21,6 +21,11 @@ int fg_authn_cancel(struct fg_authn_waiter *w)
     return cancel(w);
 }
 
+int fg_authn_ready(struct fg_authn *a)
+{
+    return a->ops->ready == NULL || a->ops->ready(a);
+}
+
 struct fg_authn *fg_authn_ref(struct fg_authn *a)
 {
     __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);

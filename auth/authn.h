@@ -67,6 +67,7 @@ struct fg_authn_ops {
                                          struct fg_authn_result *res,
                                          struct fg_authn_waiter *waiter);
     void (*free)(struct fg_authn *a);
+    int (*ready)(struct fg_authn *a); /* NULL: always ready */
 };
 
 struct fg_authn {
@@ -84,6 +85,9 @@ enum fg_authn_status fg_authn_run(struct fg_authn *a, const struct fg_credential
  * must then wait for done() before freeing the waiter.
  */
 int fg_authn_cancel(struct fg_authn_waiter *w);
+
+/* True when the authenticator can answer (e.g. its issuer's keys have arrived). */
+int fg_authn_ready(struct fg_authn *a);
 
 struct fg_authn *fg_authn_ref(struct fg_authn *a);
 void fg_authn_unref(struct fg_authn *a);

@@ -39,7 +39,10 @@ enum fg_jwt_alg {
 /* The key family an algorithm needs. */
 enum fg_jwk_type { FG_JWK_RSA, FG_JWK_EC, FG_JWK_OKP };
 
-/* A parsed, not yet verified token. Owns everything it points to. */
+/*
+ * A parsed, not yet verified token. Owns everything it points to; header may
+ * be shared with other tokens parsed on the same thread, so it is read-only.
+ */
 struct fg_jwt {
     json_t *header;
     json_t *claims;
@@ -54,7 +57,7 @@ struct fg_jwt {
 
 enum fg_jwt_parse_result {
     FG_JWT_PARSED,
-    FG_JWT_NOT_JWT, /* not three base64url segments: not a JWT at all (maybe an API key) */
+    FG_JWT_NOT_JWT, /* not 3 (or 5) segments whose first is base64url of '{...': not a JWT at all */
     FG_JWT_INVALID, /* JWT-shaped but unacceptable; *why says how */
 };
 
@@ -89,7 +92,9 @@ int fg_jwt_verify(const struct fg_jwt *t, EVP_PKEY *key, const char **why);
  * string or an array of strings; a `jti` claim adds extra
  * authentication.kubernetes.io/credential-id = "JTI=<jti>"). now is Unix
  * seconds. Returns a new identity (one reference) named after authn, or NULL
- * with *why. *exp receives the token's expiry (for caches).
+ * with *why. *exp receives the token's expiry (for caches). Claim values are
+ * copied byte for byte, control bytes included: callers check
+ * fg_identity_header_safe.
  */
 struct fg_identity *fg_jwt_identity(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg,
                                     int64_t now, const char *authn, int64_t *exp, const char **why);

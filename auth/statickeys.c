@@ -338,7 +338,7 @@ static void keys_free(struct fg_authn *a)
     free(s);
 }
 
-static const struct fg_authn_ops keys_ops = {keys_authenticate, keys_free};
+static const struct fg_authn_ops keys_ops = {keys_authenticate, keys_free, NULL};
 
 struct fg_authn *fg_statickeys_authn(const char *name, struct fg_statickeys *ks)
 {

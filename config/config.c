@@ -467,8 +467,13 @@ static void read_authentication(struct rd *r, struct fg_ynode *root)
         for (size_t i = 0; i < nd; i++)
             cfg->drop_groups[cfg->ndrop_groups++] = fg_strdup(default_drop_groups[i]);
     }
+    uint64_t v;
+    fg_rd_duration(&r->rd, n, "tokenCacheTTL", 10000, 0, 3600000, &cfg->token_cache_ttl_ms);
+    fg_rd_size(&r->rd, n, "tokenCacheSize", 100000, 0, 10000000, &v);
+    cfg->token_cache_size = (uint32_t)v;
     if (n)
-        fg_rd_unknown(&r->rd, n, "authentication", "global, dropGroups");
+        fg_rd_unknown(&r->rd, n, "authentication",
+                      "global, dropGroups, tokenCacheTTL, tokenCacheSize");
 }
 
 static void read_wstypes(struct rd *r, struct fg_ynode *root)

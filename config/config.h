@@ -131,6 +131,8 @@ struct fg_config {
     size_t nglobal;
     char **drop_groups; /* trailing '*' = prefix match */
     size_t ndrop_groups;
+    uint64_t token_cache_ttl_ms; /* verified-token cache: longest life of an entry */
+    uint32_t token_cache_size;   /* and most entries */
 
     struct fg_index *index;
     char *index_file;

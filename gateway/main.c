@@ -69,15 +69,23 @@ static int cmd_run(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : rc;
     struct fg_errs errs = {0};
-    struct fg_snapshot *s = fg_snapshot_load(file, 1, &errs);
+    struct fg_control ctl;
+    if (fg_control_init(&ctl) != 0) {
+        fg_log(FG_LOG_ERROR, "cannot create the control event loop");
+        return 1;
+    }
+    struct fg_snapshot *s = fg_snapshot_load(file, 1, ctl.fetcher, &errs);
     if (s == NULL) {
         for (size_t i = 0; i < errs.n; i++)
             fg_log(FG_LOG_ERROR, "%s", errs.msgs[i]);
         fg_log(FG_LOG_ERROR, "not starting: the configuration has %zu error(s)", errs.n);
         fg_errs_free(&errs);
+        fg_control_free(&ctl);
         return 1;
     }
-    return fg_server_run(file, s, NULL, NULL);
+    rc = fg_server_run(file, s, &ctl, NULL, NULL);
+    fg_control_free(&ctl);
+    return rc;
 }
 
 static int cmd_check(int argc, char **argv)
@@ -87,7 +95,7 @@ static int cmd_check(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : rc;
     struct fg_errs errs = {0};
-    struct fg_snapshot *s = fg_snapshot_load(file, 1, &errs);
+    struct fg_snapshot *s = fg_snapshot_load(file, 1, NULL, &errs);
     if (s == NULL) {
         fg_errs_print(&errs, 0);
         fprintf(stderr, "%s: %zu error(s)\n", file, errs.n);
@@ -262,13 +270,19 @@ static int cmd_demo(int argc, char **argv)
     fg_buf_reset(&text);
     fg_buf_printf(&text, "%s/frontgate.yaml", d.dir);
     struct fg_errs errs = {0};
-    struct fg_snapshot *s = fg_snapshot_load(text.data, 1, &errs);
+    struct fg_control ctl;
     int rc = 1;
-    if (s == NULL) {
-        fg_errs_print(&errs, 0);
-        fg_errs_free(&errs);
+    if (fg_control_init(&ctl) != 0) {
+        fprintf(stderr, "frontgate demo: cannot create the control event loop\n");
     } else {
-        rc = fg_server_run(text.data, s, demo_ready, &d);
+        struct fg_snapshot *s = fg_snapshot_load(text.data, 1, ctl.fetcher, &errs);
+        if (s == NULL) {
+            fg_errs_print(&errs, 0);
+            fg_errs_free(&errs);
+        } else {
+            rc = fg_server_run(text.data, s, &ctl, demo_ready, &d);
+        }
+        fg_control_free(&ctl);
     }
     fg_echo_stop(echo);
     demo_cleanup(&d);

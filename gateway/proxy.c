@@ -25,7 +25,8 @@ static int local_endpoint(struct fg_conn *c, const char *path, size_t len)
         ready = 1;
     } else if (fg_strn_eqi(path, len, "/readyz")) {
         ready = __atomic_load_n(&fg_state.ready, __ATOMIC_RELAXED) &&
-                !__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED);
+                !__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) &&
+                fg_snapshot_ready(c->req.snap);
     } else {
         return 0;
     }
@@ -144,6 +145,10 @@ static int auth_result(struct fg_req *r, struct fg_authn_result *res, size_t i)
     case FG_AUTHN_REJECTED:
         r->reason = res->reason;
         return 0;
+    case FG_AUTHN_NOT_MINE:
+        if (r->reason == NULL)
+            r->reason = res->reason; /* e.g. a malformed JWT: nobody's, but say why */
+        return 0;
     default:
         return 0;
     }
@@ -208,6 +213,7 @@ static void auth_resume(struct fg_authn_waiter *w)
 void fg_proxy_dispatch(struct fg_conn *c)
 {
     struct fg_req *r = &c->req;
+    fg_worker_sync_snapshot(c->w);
     r->snap = fg_snapshot_ref(c->w->snap);
     r->waiter.done = auth_resume;
     r->waiter.post = fg_worker_post_waiter;

@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include "../auth/oidc.h"
+#include "fetch.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -16,6 +18,7 @@
 
 struct server {
     const char *config_file;
+    struct fg_control *ctl;
     struct event_base *base;
     struct fg_worker *workers;
     size_t nworkers;
@@ -106,11 +109,10 @@ static int listeners_equal(const struct fg_config *a, const struct fg_config *b)
 
 /* ---- workers -------------------------------------------------------------- */
 
-static void worker_wake(evutil_socket_t fd, short what, void *arg)
+void fg_worker_sync_snapshot(struct fg_worker *w)
 {
-    (void)fd;
-    (void)what;
-    struct fg_worker *w = arg;
+    if (w->snap && fg_snapshot_generation() == w->snap->generation)
+        return;
     struct fg_snapshot *s = fg_snapshot_current();
     if (s && s != w->snap) {
         fg_pools_reset(w, s->cfg->nshards); /* idle connections of the old config go */
@@ -120,6 +122,14 @@ static void worker_wake(evutil_socket_t fd, short what, void *arg)
     } else {
         fg_snapshot_unref(s);
     }
+}
+
+static void worker_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_worker *w = arg;
+    fg_worker_sync_snapshot(w);
     if (__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) && !w->draining) {
         w->draining = 1;
         for (size_t i = 0; i < w->nlisteners; i++) {
@@ -211,7 +221,8 @@ static void reload(struct server *srv)
 {
     struct fg_errs errs = {0};
     struct fg_snapshot *cur = fg_snapshot_current();
-    struct fg_snapshot *s = fg_snapshot_load(srv->config_file, srv->generation + 1, &errs);
+    struct fg_snapshot *s =
+        fg_snapshot_load(srv->config_file, srv->generation + 1, srv->ctl->fetcher, &errs);
     if (s && !listeners_equal(s->cfg, cur->cfg)) {
         fg_errs_add(&errs, srv->config_file, 0, 0,
                     "listeners cannot change on reload; restart frontgate to apply them");
@@ -293,9 +304,36 @@ static void raise_nofile(void)
     }
 }
 
-int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn ready, void *arg)
+int fg_control_init(struct fg_control *ctl)
+{
+    evthread_use_pthreads();
+    ctl->base = event_base_new();
+    if (ctl->base == NULL)
+        return -1;
+    ctl->dns = evdns_base_new(ctl->base,
+                              EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (ctl->dns == NULL)
+        ctl->dns = evdns_base_new(ctl->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    ctl->fetcher = fg_fetcher_new(ctl->base, ctl->dns);
+    return 0;
+}
+
+void fg_control_free(struct fg_control *ctl)
+{
+    fg_fetcher_free(ctl->fetcher);
+    fg_oidc_shutdown();
+    if (ctl->dns)
+        evdns_base_free(ctl->dns, 0);
+    if (ctl->base)
+        event_base_free(ctl->base);
+    memset(ctl, 0, sizeof(*ctl));
+}
+
+int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_control *ctl,
+                  fg_ready_fn ready, void *arg)
 {
     struct server srv = {0};
+    srv.ctl = ctl;
     const struct fg_config *cfg = snap->cfg; /* only until the first reload */
     const size_t nl = cfg->nlisteners;
     int status = 1;
@@ -325,7 +363,7 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, fg_ready_fn
         for (size_t i = 0; i < cfg->nlisteners; i++)
             fds[w * cfg->nlisteners + i] = -1; /* owned by the listener now */
     }
-    srv.base = event_base_new();
+    srv.base = ctl->base;
     srv.sighup = evsignal_new(srv.base, SIGHUP, on_signal, &srv);
     srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
     srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
@@ -367,7 +405,6 @@ out:
         event_free(srv.sigint);
         event_free(srv.grace);
         event_free(srv.wake);
-        event_base_free(srv.base);
     }
     fg_snapshot_install(NULL);
     srv_global = NULL;

@@ -1,5 +1,6 @@
 #include "snapshot.h"
 
+#include "../auth/jwtauthn.h"
 #include "../auth/statickeys.h"
 #include "tls.h"
 
@@ -8,10 +9,17 @@
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fg_snapshot *current;
+static _Atomic uint64_t current_generation;
 
-static struct fg_authn *build_authn(const struct fg_config *cfg, const struct fg_authn_cfg *a,
-                                    struct fg_errs *errs)
+uint64_t fg_snapshot_generation(void)
 {
+    return __atomic_load_n(&current_generation, __ATOMIC_ACQUIRE);
+}
+
+static struct fg_authn *build_authn(struct fg_snapshot *s, const struct fg_authn_cfg *a,
+                                    struct fg_fetcher *f, struct fg_errs *errs)
+{
+    const struct fg_config *cfg = s->cfg;
     switch (a->kind) {
     case FG_AUTHN_STATIC_KEYS: {
         char *path = fg_config_path(cfg, a->static_keys.file);
@@ -21,15 +29,13 @@ static struct fg_authn *build_authn(const struct fg_config *cfg, const struct fg
         return ks ? fg_statickeys_authn(a->name, ks) : NULL;
     }
     case FG_AUTHN_JWT:
-        fg_errs_add(errs, a->mark.file, a->mark.line, a->mark.col,
-                    "jwt authenticators are not wired in yet");
-        return NULL;
+        return fg_jwtauthn_new(a->name, a->jwts, a->njwts, f, s->tokcache, a->require_ready);
     }
     return NULL;
 }
 
 struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation,
-                                      struct fg_errs *errs)
+                                      struct fg_fetcher *f, struct fg_errs *errs)
 {
     size_t before = errs->n;
     struct fg_snapshot *s = fg_calloc(1, sizeof(*s));
@@ -44,9 +50,10 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
     for (size_t i = 0; i < cfg->nshards; i++)
         if (cfg->shards[i].https)
             s->shard_ctx[i] = fg_tls_client_ctx(cfg, &cfg->shards[i], errs);
+    s->tokcache = fg_tokcache_new(cfg->token_cache_size, cfg->token_cache_ttl_ms);
     s->authns = fg_calloc(cfg->nauthns, sizeof(struct fg_authn *));
     for (size_t i = 0; i < cfg->nauthns; i++)
-        s->authns[i] = build_authn(cfg, &cfg->authns[i], errs);
+        s->authns[i] = build_authn(s, &cfg->authns[i], f, errs);
     if (errs->n != before) {
         fg_snapshot_unref(s);
         return NULL;
@@ -65,12 +72,20 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
 }
 
 struct fg_snapshot *fg_snapshot_load(const char *config_file, uint64_t generation,
-                                     struct fg_errs *errs)
+                                     struct fg_fetcher *f, struct fg_errs *errs)
 {
     struct fg_config *cfg = fg_config_load(config_file, errs);
     if (cfg == NULL)
         return NULL;
-    return fg_snapshot_build(cfg, generation, errs);
+    return fg_snapshot_build(cfg, generation, f, errs);
+}
+
+int fg_snapshot_ready(const struct fg_snapshot *s)
+{
+    for (size_t i = 0; i < s->cfg->nauthns; i++)
+        if (!fg_authn_ready(s->authns[i]))
+            return 0;
+    return 1;
 }
 
 struct fg_snapshot *fg_snapshot_ref(struct fg_snapshot *s)
@@ -97,6 +112,7 @@ void fg_snapshot_unref(struct fg_snapshot *s)
     for (size_t i = 0; s->wstypes && i < cfg->nwstypes; i++)
         free(s->wstypes[i].authns);
     free(s->wstypes);
+    fg_tokcache_free(s->tokcache);
     fg_config_free(s->cfg);
     free(s);
 }
@@ -114,6 +130,7 @@ void fg_snapshot_install(struct fg_snapshot *s)
     pthread_mutex_lock(&current_lock);
     struct fg_snapshot *old = current;
     current = s;
+    __atomic_store_n(&current_generation, s ? s->generation : 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&current_lock);
     fg_snapshot_unref(old);
 }

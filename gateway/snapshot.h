@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include "../auth/authn.h"
+#include "../auth/fetch.h"
+#include "../auth/tokcache.h"
 #include "../config/config.h"
 
 struct fg_wstype_rt {
@@ -28,20 +30,29 @@ struct fg_snapshot {
     struct fg_authn **global; /* cfg->global, resolved */
     size_t nglobal;
     struct fg_wstype_rt *wstypes; /* per cfg->wstypes */
+    struct fg_tokcache *tokcache; /* verified tokens; a reload starts a new, empty one */
 };
 
 /*
  * Loads config_file and everything it names (key files, index, TLS files).
  * Returns a snapshot with one reference, or NULL with every error in errs.
+ * f runs the authenticators' network calls (OIDC discovery, JWKS); NULL
+ * means none are made (`frontgate check`).
  */
 struct fg_snapshot *fg_snapshot_load(const char *config_file, uint64_t generation,
-                                     struct fg_errs *errs);
+                                     struct fg_fetcher *f, struct fg_errs *errs);
 /* As fg_snapshot_load, from a config that was already parsed (takes ownership). */
 struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation,
-                                      struct fg_errs *errs);
+                                      struct fg_fetcher *f, struct fg_errs *errs);
+
+/* True when every authenticator that gates readiness can answer (keys fetched). */
+int fg_snapshot_ready(const struct fg_snapshot *s);
 
 struct fg_snapshot *fg_snapshot_ref(struct fg_snapshot *s);
 void fg_snapshot_unref(struct fg_snapshot *s);
+
+/* The generation of the installed snapshot (0 before any): one atomic load. */
+uint64_t fg_snapshot_generation(void);
 
 /* Process-wide current snapshot: get returns a new reference. */
 struct fg_snapshot *fg_snapshot_current(void);

@@ -74,6 +74,13 @@ void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg);
 /* Closes every connection of w now (shutdown after the grace period). */
 void fg_conn_close_all(struct fg_worker *w);
 
+/*
+ * Moves the worker to the installed snapshot if it changed (one atomic load
+ * when it did not). Called before each request pins a snapshot, so a request
+ * that starts after a reload was logged always sees the new config.
+ */
+void fg_worker_sync_snapshot(struct fg_worker *w);
+
 /* Upstream pool (upstream.c). */
 void fg_pools_reset(struct fg_worker *w, size_t nshards);
 void fg_pools_free(struct fg_worker *w);
