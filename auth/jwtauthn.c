@@ -88,6 +88,7 @@ static enum fg_authn_status jwt_authenticate(struct fg_authn *a, const struct fg
     enum fg_authn_status st = FG_AUTHN_REJECTED;
     const struct issuer *is = issuer_of(j, t.iss);
     if (is == NULL) {
+        res->reason = "the token's issuer is not configured"; /* a hint, if nobody takes it */
         st = FG_AUTHN_NOT_MINE;
         goto out;
     }
