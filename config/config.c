@@ -343,6 +343,58 @@ static void read_jwt(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
     }
 }
 
+static char **str_list(struct rd *r, struct fg_ynode *n, const char *key, const char *section,
+                       size_t *count)
+{
+    struct fg_ynode **items;
+    int present;
+    char **out = NULL;
+    *count = 0;
+    if (fg_rd_strlist(&r->rd, n, key, section, &items, count, &present) != 0 || !present)
+        return NULL;
+    out = fg_calloc(*count, sizeof(char *));
+    for (size_t i = 0; i < *count; i++)
+        out[i] = fg_strdup(items[i]->str);
+    return out;
+}
+
+static void read_token_review(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
+{
+    const char *s = "tokenReview";
+    a->kind = FG_AUTHN_TOKEN_REVIEW;
+    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, s) != 0)
+        return;
+    struct fg_tokenreview_cfg *t = fg_calloc(1, sizeof(*t));
+    a->token_review = t;
+    t->url = fg_rd_dup(fg_rd_str(&r->rd, n, "url", 1, s));
+    if (t->url) {
+        struct fg_shard_cfg probe = {0};
+        const char *why = NULL;
+        if (parse_url(t->url, &probe, &why) != 0)
+            fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "tokenReview url \"%s\" %s", t->url, why);
+        free(probe.host);
+        free(probe.hostport);
+        free(probe.base_path);
+    }
+    t->ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "caFile", 0, s));
+    t->token_file = fg_rd_dup(fg_rd_str(&r->rd, n, "tokenFile", 0, s));
+    t->client_cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCertFile", 0, s));
+    t->client_key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientKeyFile", 0, s));
+    if (!t->client_cert_file != !t->client_key_file)
+        fg_rd_err(&r->rd, n, "tokenReview: clientCertFile and clientKeyFile go together");
+    if (t->token_file && t->client_cert_file)
+        fg_rd_err(&r->rd, n,
+                  "tokenReview: use tokenFile or clientCertFile/clientKeyFile, not both");
+    t->audiences = str_list(r, n, "audiences", s, &t->naudiences);
+    t->issuers = str_list(r, n, "issuers", s, &t->nissuers);
+    fg_rd_duration(&r->rd, n, "cacheTTL", 120000, 0, 86400000, &t->cache_ttl_ms);
+    fg_rd_duration(&r->rd, n, "negativeCacheTTL", 10000, 0, 3600000, &t->negative_cache_ttl_ms);
+    fg_rd_duration(&r->rd, n, "timeout", 5000, 100, 60000, &t->timeout_ms);
+    fg_rd_unknown(&r->rd, n, s,
+                  "url, caFile, tokenFile, clientCertFile, clientKeyFile, audiences, issuers, "
+                  "cacheTTL, negativeCacheTTL, timeout");
+}
+
 static void read_authn_file(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
 {
     a->kind = FG_AUTHN_JWT;
@@ -409,6 +461,11 @@ static void read_authns(struct rd *r, struct fg_ynode *root)
             kinds++;
             read_jwt(r, jwt->val, a);
         }
+        struct fg_ypair *tr = fg_yaml_get(n, "tokenReview");
+        if (tr) {
+            kinds++;
+            read_token_review(r, tr->val, a);
+        }
         struct fg_ypair *acf = fg_yaml_get(n, "authenticationConfigurationFile");
         if (acf) {
             kinds++;
@@ -417,11 +474,12 @@ static void read_authns(struct rd *r, struct fg_ynode *root)
         if (kinds != 1)
             fg_rd_err(&r->rd, n,
                       "authenticator \"%s\" needs exactly one of: staticKeys, jwt, "
-                      "authenticationConfigurationFile",
+                      "authenticationConfigurationFile, tokenReview",
                       a->name ? a->name : "?");
         fg_rd_bool(&r->rd, n, "requireReady", 1, &a->require_ready);
         fg_rd_unknown(&r->rd, n, "authenticator",
-                      "name, staticKeys, jwt, authenticationConfigurationFile, requireReady");
+                      "name, staticKeys, jwt, authenticationConfigurationFile, tokenReview, "
+                      "requireReady");
         for (size_t j = 0; a->name && j + 1 < r->cfg->nauthns; j++)
             if (r->cfg->authns[j].name && strcmp(r->cfg->authns[j].name, a->name) == 0)
                 fg_rd_err(&r->rd, n, "authenticator name \"%s\" is used twice", a->name);
@@ -901,6 +959,27 @@ char *fg_config_path(const struct fg_config *cfg, const char *path)
     return fg_buf_take(&b);
 }
 
+static void free_strs(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void tokenreview_cfg_free(struct fg_tokenreview_cfg *t)
+{
+    if (t == NULL)
+        return;
+    free(t->url);
+    free(t->ca_file);
+    free(t->token_file);
+    free(t->client_cert_file);
+    free(t->client_key_file);
+    free_strs(t->audiences, t->naudiences);
+    free_strs(t->issuers, t->nissuers);
+    free(t);
+}
+
 void fg_config_free(struct fg_config *cfg)
 {
     if (cfg == NULL)
@@ -938,6 +1017,7 @@ void fg_config_free(struct fg_config *cfg)
         for (size_t j = 0; j < cfg->authns[i].njwts; j++)
             fg_jwtcfg_free(cfg->authns[i].jwts[j]);
         free(cfg->authns[i].jwts);
+        tokenreview_cfg_free(cfg->authns[i].token_review);
     }
     free(cfg->authns);
     for (size_t i = 0; i < cfg->nwstypes; i++) {

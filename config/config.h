@@ -76,6 +76,23 @@ struct fg_route_cfg {
 enum fg_authn_kind {
     FG_AUTHN_STATIC_KEYS,
     FG_AUTHN_JWT, /* `jwt:` (one entry) or `authenticationConfigurationFile:` (several) */
+    FG_AUTHN_TOKEN_REVIEW,
+};
+
+/* A Kubernetes API server that validates tokens for us (authentication.k8s.io/v1). */
+struct fg_tokenreview_cfg {
+    char *url;              /* API server base URL; the review goes to url + /apis/... */
+    char *ca_file;          /* verifies the API server; NULL = system roots */
+    char *token_file;       /* our own bearer credential, re-read when it changes */
+    char *client_cert_file; /* or a client certificate */
+    char *client_key_file;
+    char **audiences;       /* spec.audiences; status.audiences must intersect */
+    size_t naudiences;
+    char **issuers;         /* when set: only JWTs with one of these `iss` are sent */
+    size_t nissuers;
+    uint64_t cache_ttl_ms;
+    uint64_t negative_cache_ttl_ms;
+    uint64_t timeout_ms;
 };
 
 struct fg_jwt_cfg;
@@ -89,6 +106,7 @@ struct fg_authn_cfg {
     } static_keys;
     struct fg_jwt_cfg **jwts; /* FG_AUTHN_JWT: one authenticator per entry, tried in order */
     size_t njwts;
+    struct fg_tokenreview_cfg *token_review; /* FG_AUTHN_TOKEN_REVIEW */
     int require_ready; /* /readyz waits until every issuer has keys (default true) */
     struct fg_mark mark;
 };

@@ -346,6 +346,9 @@ void fg_fetcher_free(struct fg_fetcher *f)
     struct gw_fetcher *g = (struct gw_fetcher *)f;
     if (g == NULL)
         return;
+    /* Posted tasks run (they are how released authenticators finish); timers do not. */
+    while (!TAILQ_EMPTY(&g->posted))
+        run_posted(-1, 0, g);
     struct task *t;
     while ((t = TAILQ_FIRST(&g->timers)) != NULL) {
         TAILQ_REMOVE(&g->timers, t, link);

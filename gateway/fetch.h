@@ -13,7 +13,10 @@
 
 /* A fetcher whose callbacks run on base's thread. */
 struct fg_fetcher *fg_fetcher_new(struct event_base *base, struct evdns_base *dns);
-/* Cancels pending timers and posts; in-flight exchanges are abandoned without callbacks. */
+/*
+ * Runs the tasks already posted, then drops pending timers; exchanges in
+ * flight are abandoned without callbacks.
+ */
 void fg_fetcher_free(struct fg_fetcher *f);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include "../auth/jwtauthn.h"
 #include "../auth/statickeys.h"
+#include "../auth/tokenreview.h"
 #include "tls.h"
 
 #include <pthread.h>
@@ -30,6 +31,8 @@ static struct fg_authn *build_authn(struct fg_snapshot *s, const struct fg_authn
     }
     case FG_AUTHN_JWT:
         return fg_jwtauthn_new(a->name, a->jwts, a->njwts, f, s->tokcache, a->require_ready);
+    case FG_AUTHN_TOKEN_REVIEW:
+        return fg_tokenreview_new(a->name, a->token_review, cfg->dir, f, errs, &a->mark);
     }
     return NULL;
 }

@@ -1,0 +1,38 @@
+/*
+ * tokenreview.h - the `tokenReview` authenticator: a Kubernetes API server
+ * decides (POST /apis/authentication.k8s.io/v1/tokenreviews), as it must for
+ * service-account tokens whose pod or secret may have been deleted.
+ *
+ * - A token is authenticated only if status.authenticated is true and, when
+ *   audiences were sent, status.audiences intersects them.
+ * - Answers are cached: successes for cacheTTL (default 2 min), refusals for
+ *   negativeCacheTTL (10 s), keyed like the JWT cache (HMAC of authenticator,
+ *   token and audiences). Transport errors, 429 and 5xx are never cached;
+ *   429/5xx are retried with backoff within the timeout (5 s).
+ * - Single flight per key: any number of concurrent requests with the same
+ *   new token cause one review; all of them park on it.
+ * - With `issuers`, only JWT-shaped tokens whose `iss` is listed are sent,
+ *   so OIDC tokens never reach the API server.
+ * - Our own credential (tokenFile) is re-read whenever the file changes
+ *   (kubelet rotates projected tokens).
+ */
+#ifndef FG_TOKENREVIEW_H
+#define FG_TOKENREVIEW_H
+
+#include "../config/config.h"
+#include "authn.h"
+#include "fetch.h"
+
+/*
+ * An authenticator named name over cfg (borrowed). dir resolves relative
+ * files. f NULL: nothing is sent (every token is refused, for `check`).
+ * NULL with errors in errs when a file cannot be loaded.
+ */
+struct fg_authn *fg_tokenreview_new(const char *name, const struct fg_tokenreview_cfg *cfg,
+                                    const char *dir, struct fg_fetcher *f, struct fg_errs *errs,
+                                    const struct fg_mark *mark);
+
+/* Reviews sent so far (for tests and metrics). */
+unsigned long fg_tokenreview_sent(struct fg_authn *a);
+
+#endif
