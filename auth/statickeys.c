@@ -16,6 +16,7 @@ struct key {
 };
 
 struct fg_statickeys {
+    size_t prefix_len; /* usernamePrefix: identity user = prefix + key id */
     struct key *keys;
     size_t n, cap;
     uint32_t *slots; /* open addressing over keys: index + 1, 0 = empty */
@@ -258,6 +259,7 @@ struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, si
         ks->slots = fg_calloc(16, sizeof(uint32_t));
         ks->mask = 15;
     }
+    ks->prefix_len = strlen(prefix);
     return ks;
 }
 
@@ -308,6 +310,19 @@ const struct fg_identity *fg_statickeys_lookup(const struct fg_statickeys *ks, c
     }
     OPENSSL_cleanse(hash, sizeof(hash));
     return found;
+}
+
+const struct fg_identity *fg_statickeys_check_pair(const struct fg_statickeys *ks,
+                                                   const char *client_id, size_t id_len,
+                                                   const char *secret, size_t secret_len)
+{
+    const struct fg_identity *id = fg_statickeys_lookup(ks, secret, secret_len);
+    if (id == NULL)
+        return NULL;
+    const char *kid = id->user + ks->prefix_len;
+    if (strlen(kid) != id_len || memcmp(kid, client_id, id_len) != 0)
+        return NULL;
+    return id;
 }
 
 struct statickeys_authn {
@@ -386,4 +401,11 @@ void fg_statickeys_generate(char *key, size_t keysz, char *hex, size_t hexsz)
     OPENSSL_cleanse(raw, sizeof(raw));
     OPENSSL_cleanse(b.data, b.cap);
     fg_buf_free(&b);
+}
+
+const struct fg_statickeys *fg_statickeys_of(const struct fg_authn *a)
+{
+    if (a == NULL || a->ops != &keys_ops)
+        return NULL;
+    return ((const struct statickeys_authn *)a)->ks;
 }

@@ -33,6 +33,19 @@ size_t fg_statickeys_count(const struct fg_statickeys *ks);
 const struct fg_identity *fg_statickeys_lookup(const struct fg_statickeys *ks, const char *token,
                                                size_t token_len);
 
+/*
+ * OAuth2 client credentials checked as a key: the secret's hash must be a
+ * key whose id is client_id. The hash is computed whatever the id, so a
+ * wrong id and a wrong secret take the same time. The identity (borrowed,
+ * valid while ks lives) or NULL.
+ */
+const struct fg_identity *fg_statickeys_check_pair(const struct fg_statickeys *ks,
+                                                   const char *client_id, size_t id_len,
+                                                   const char *secret, size_t secret_len);
+
+/* The key set behind a staticKeys authenticator, or NULL for another kind. */
+const struct fg_statickeys *fg_statickeys_of(const struct fg_authn *a);
+
 /* An authenticator over ks, taking ownership of it. */
 struct fg_authn *fg_statickeys_authn(const char *name, struct fg_statickeys *ks);
 

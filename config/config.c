@@ -275,6 +275,37 @@ static int wstype_by_name(const struct fg_config *cfg, const char *name, size_t 
 
 /* ---- routes ------------------------------------------------------------- */
 
+static char **str_list(struct rd *r, struct fg_ynode *n, const char *key, const char *section,
+                       size_t *count);
+
+static void read_token_endpoint(struct rd *r, struct fg_ynode *n, struct fg_route_cfg *rt)
+{
+    const char *s = "tokenEndpoint";
+    if (rt->kind != FG_ROUTE_WORKSPACE_ICEBERG) {
+        fg_rd_err(&r->rd, n, "tokenEndpoint is only for routes with workspace: iceberg");
+        return;
+    }
+    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, s) != 0)
+        return;
+    struct fg_token_endpoint_cfg *t = fg_calloc(1, sizeof(*t));
+    rt->token_endpoint = t;
+    const char *path = fg_rd_str(&r->rd, n, "path", 0, s);
+    if (path && path[0] != '/')
+        fg_rd_err(&r->rd, fg_yaml_get(n, "path")->val, "tokenEndpoint.path must start with '/'");
+    if (path) {
+        t->path = fg_strdup(path);
+    } else if (rt->prefix) {
+        struct fg_buf b = {0};
+        fg_buf_printf(&b, "%soauth/tokens", rt->prefix);
+        t->path = fg_buf_take(&b);
+    }
+    t->authn_name = fg_rd_dup(fg_rd_str(&r->rd, n, "authenticator", 1, s));
+    uint64_t v;
+    fg_rd_duration(&r->rd, n, "expiresIn", 3600000, 1000, 86400000, &v);
+    t->expires_in_s = v / 1000;
+    fg_rd_unknown(&r->rd, n, s, "path, authenticator, expiresIn");
+}
+
 static void read_routes(struct rd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "routes");
@@ -304,9 +335,11 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
         } else if (ws) {
             if (strcmp(ws, "path") == 0)
                 rt->kind = FG_ROUTE_WORKSPACE_PATH;
+            else if (strcmp(ws, "iceberg") == 0)
+                rt->kind = FG_ROUTE_WORKSPACE_ICEBERG;
             else
                 fg_rd_err(&r->rd, fg_yaml_get(n, "workspace")->val,
-                          "route workspace \"%s\" must be \"path\"", ws);
+                          "route workspace \"%s\" must be \"path\" or \"iceberg\"", ws);
             if (rt->prefix && rt->prefix_len > 0 && rt->prefix[rt->prefix_len - 1] != '/')
                 fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
                           "a workspace route prefix must end with '/' (e.g. /clusters/)");
@@ -316,7 +349,17 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"",
                           shard);
         }
-        fg_rd_unknown(&r->rd, n, "route", "prefix, workspace, shard");
+        rt->strip_headers = str_list(r, n, "stripHeaders", "route", &rt->nstrip_headers);
+        const char *fp = fg_rd_str(&r->rd, n, "forwardedPrefix", 0, "route");
+        if (fp && (fp[0] != '/' || strpbrk(fp, "\r\n?# ")))
+            fg_rd_err(&r->rd, fg_yaml_get(n, "forwardedPrefix")->val,
+                      "forwardedPrefix must be a path starting with '/'");
+        rt->forwarded_prefix = fg_rd_dup(fp);
+        struct fg_ypair *te = fg_yaml_get(n, "tokenEndpoint");
+        if (te && !fg_yaml_is_null(te->val))
+            read_token_endpoint(r, te->val, rt);
+        fg_rd_unknown(&r->rd, n, "route",
+                      "prefix, workspace, shard, stripHeaders, forwardedPrefix, tokenEndpoint");
     }
 }
 
@@ -845,9 +888,22 @@ static void read_log(struct rd *r, struct fg_ynode *root)
 static void check_references(struct rd *r, struct fg_ynode *root)
 {
     struct fg_config *cfg = r->cfg;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct fg_token_endpoint_cfg *t = cfg->routes[i].token_endpoint;
+        if (t == NULL || t->authn_name == NULL)
+            continue;
+        const struct fg_mark *m = &cfg->routes[i].mark;
+        if (authn_by_name(cfg, t->authn_name, &t->authn) != 0)
+            fg_errs_add(r->rd.errs, m->file, m->line, m->col,
+                        "tokenEndpoint names unknown authenticator \"%s\"", t->authn_name);
+        else if (cfg->authns[t->authn].kind != FG_AUTHN_STATIC_KEYS)
+            fg_errs_add(r->rd.errs, m->file, m->line, m->col,
+                        "tokenEndpoint.authenticator \"%s\" must be a staticKeys authenticator",
+                        t->authn_name);
+    }
     int has_ws_route = 0;
     for (size_t i = 0; i < cfg->nroutes; i++)
-        has_ws_route |= cfg->routes[i].kind == FG_ROUTE_WORKSPACE_PATH;
+        has_ws_route |= cfg->routes[i].kind != FG_ROUTE_SHARD;
     if (cfg->nroutes == 0)
         fg_rd_err(&r->rd, root,
                   "\"routes\" is required: without a route every request would be refused");
@@ -1007,8 +1063,17 @@ void fg_config_free(struct fg_config *cfg)
         free(s->server_name);
     }
     free(cfg->shards);
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        free(cfg->routes[i].prefix);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct fg_route_cfg *rt = &cfg->routes[i];
+        free(rt->prefix);
+        free_strs(rt->strip_headers, rt->nstrip_headers);
+        free(rt->forwarded_prefix);
+        if (rt->token_endpoint) {
+            free(rt->token_endpoint->path);
+            free(rt->token_endpoint->authn_name);
+            free(rt->token_endpoint);
+        }
+    }
     free(cfg->routes);
     for (size_t i = 0; i < cfg->nauthns; i++) {
         free(cfg->authns[i].name);

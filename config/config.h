@@ -61,15 +61,28 @@ struct fg_shard_cfg {
 };
 
 enum fg_route_kind {
-    FG_ROUTE_SHARD,          /* forward unchanged to one shard */
-    FG_ROUTE_WORKSPACE_PATH, /* prefix/{workspace}/rest -> shard/clusters/{cluster}/rest */
+    FG_ROUTE_SHARD,             /* forward unchanged to one shard */
+    FG_ROUTE_WORKSPACE_PATH,    /* prefix/{workspace}/rest -> shard/clusters/{cluster}/rest */
+    FG_ROUTE_WORKSPACE_ICEBERG, /* prefix/config?warehouse=NAME, prefix/{warehouse id}/... */
+};
+
+/* The OAuth2 client-credentials endpoint an Iceberg route may serve itself. */
+struct fg_token_endpoint_cfg {
+    char *path;       /* default: <prefix>oauth/tokens */
+    char *authn_name; /* a staticKeys authenticator: client_id:client_secret is one of its keys */
+    uint32_t authn;
+    uint64_t expires_in_s;
 };
 
 struct fg_route_cfg {
     char *prefix; /* starts with '/' */
     size_t prefix_len;
     enum fg_route_kind kind;
-    uint32_t shard; /* FG_ROUTE_SHARD */
+    uint32_t shard;       /* FG_ROUTE_SHARD */
+    char **strip_headers; /* request headers removed before forwarding (any case) */
+    size_t nstrip_headers;
+    char *forwarded_prefix; /* X-Forwarded-Prefix sent to the shard, or NULL */
+    struct fg_token_endpoint_cfg *token_endpoint; /* Iceberg routes only; or NULL */
     struct fg_mark mark;
 };
 
@@ -86,9 +99,9 @@ struct fg_tokenreview_cfg {
     char *token_file;       /* our own bearer credential, re-read when it changes */
     char *client_cert_file; /* or a client certificate */
     char *client_key_file;
-    char **audiences;       /* spec.audiences; status.audiences must intersect */
+    char **audiences; /* spec.audiences; status.audiences must intersect */
     size_t naudiences;
-    char **issuers;         /* when set: only JWTs with one of these `iss` are sent */
+    char **issuers; /* when set: only JWTs with one of these `iss` are sent */
     size_t nissuers;
     uint64_t cache_ttl_ms;
     uint64_t negative_cache_ttl_ms;

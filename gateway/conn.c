@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -256,9 +257,21 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+static void local_body_add(struct fg_conn *c, const char *at, size_t len)
+{
+    if (c->local_body.len + len > c->local_max)
+        c->local_too_big = 1;
+    else
+        fg_buf_add(&c->local_body, at, len);
+}
+
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct fg_conn *c = p->data;
+    if (c->local_done) {
+        local_body_add(c, at, len);
+        return 0;
+    }
     if (c->up == NULL || c->state != CS_FORWARD)
         return 0; /* answered locally: the body is discarded */
     struct evbuffer *out = bufferevent_get_output(c->up->bev);
@@ -292,6 +305,7 @@ static void conn_free(struct fg_conn *c)
     fg_buf_free(&c->req.msg.raw);
     free(c->req.msg.hdrs);
     fg_buf_free(&c->req.up_head);
+    fg_buf_free(&c->local_body);
     free(c);
 }
 
@@ -413,7 +427,8 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
     struct fg_buf b = {0};
     fg_buf_printf(&b,
                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                  "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+                  "Cache-Control: no-store\r\nPragma: no-cache\r\n"
+                  "X-Content-Type-Options: nosniff\r\n",
                   status, fg_http_reason(status), content_type, body_len);
     if (c->close_after)
         fg_buf_adds(&b, "Connection: close\r\n");
@@ -452,10 +467,36 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
     fg_conn_maybe_finish(c);
 }
 
+static const char *iceberg_type(int status)
+{
+    switch (status) {
+    case 400:
+        return "BadRequestException";
+    case 401:
+        return "NotAuthorizedException";
+    case 403:
+        return "ForbiddenException";
+    case 404:
+        return "NoSuchWarehouseException";
+    case 405:
+        return "MethodNotAllowedException";
+    default:
+        return status >= 500 ? "ServiceUnavailableException" : "BadRequestException";
+    }
+}
+
 void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason, const char *message)
 {
     struct fg_buf body = {0};
-    fg_status_json(&body, status, reason, message);
+    const struct fg_route_cfg *rt = c->req.match.route;
+    if (rt && rt->kind == FG_ROUTE_WORKSPACE_ICEBERG) {
+        /* Iceberg clients parse {"error":{...}}; 401 makes them refresh their token. */
+        if (status == 401)
+            message = "Not authorized to make this request";
+        fg_iceberg_error_json(&body, status, iceberg_type(status), message);
+    } else {
+        fg_status_json(&body, status, reason, message);
+    }
     fg_conn_respond(c, status, "application/json", body.data, body.len);
     fg_buf_free(&body);
 }
@@ -572,6 +613,10 @@ static void relay_tunnel(struct fg_conn *c)
 static void chunk_data(void *arg, const char *p, size_t n)
 {
     struct fg_conn *c = arg;
+    if (c->local_done) {
+        local_body_add(c, p, n);
+        return;
+    }
     if (c->up == NULL || c->state != CS_FORWARD)
         return;
     struct evbuffer *out = bufferevent_get_output(c->up->bev);
@@ -612,6 +657,40 @@ static int feed_chunked(struct fg_conn *c, const char *data, size_t n, size_t *u
         c->parser.data = c;
     }
     return 0;
+}
+
+static void local_answer(struct fg_conn *c)
+{
+    void (*done)(struct fg_conn *, const char *, size_t) = c->local_done;
+    c->local_done = NULL;
+    if (c->local_too_big)
+        fg_conn_respond_status(c, 413, "RequestEntityTooLarge", "request body too large");
+    else
+        done(c, c->local_body.data ? c->local_body.data : "", c->local_body.len);
+    if (c->local_body.data)
+        OPENSSL_cleanse(c->local_body.data, c->local_body.len); /* may hold a client secret */
+    fg_buf_free(&c->local_body);
+    c->local_too_big = 0;
+}
+
+void fg_conn_read_body(struct fg_conn *c, size_t max,
+                       void (*done)(struct fg_conn *c, const char *body, size_t len))
+{
+    struct fg_req *r = &c->req;
+    int has_body = r->chunked || (r->has_cl && r->cl > 0);
+    if (!has_body) {
+        done(c, "", 0);
+        return;
+    }
+    if (r->has_cl && r->cl > max) {
+        fg_conn_respond_status(c, 413, "RequestEntityTooLarge", "request body too large");
+        return;
+    }
+    c->local_done = done;
+    c->local_max = max;
+    if (r->expect_continue && r->minor >= 1)
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    fg_conn_start_body(c);
 }
 
 static void process_input(struct fg_conn *c)
@@ -663,6 +742,8 @@ static void process_input(struct fg_conn *c)
             continue;
         }
         if (c->req.body_done && c->state == CS_FORWARD) {
+            if (c->local_done)
+                local_answer(c);
             fg_conn_maybe_finish(c);
             return;
         }

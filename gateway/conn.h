@@ -109,6 +109,11 @@ struct fg_conn {
     struct event *kick; /* resumes parsing from the loop's top level */
     struct fg_upconn *up;
     struct fg_req req;
+    /* a request frontgate answers itself after reading its (small) body */
+    void (*local_done)(struct fg_conn *c, const char *body, size_t len);
+    struct fg_buf local_body;
+    size_t local_max;
+    int local_too_big;
     int holds;
     int dead;
     uint64_t requests;
@@ -145,6 +150,13 @@ void fg_conn_close(struct fg_conn *c);
 void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, const char *body,
                      size_t body_len);
 void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason, const char *message);
+/*
+ * Reads the request body (at most max bytes; more is 413) and then calls
+ * done, which must answer with fg_conn_respond*. For endpoints frontgate
+ * serves itself (the token endpoint).
+ */
+void fg_conn_read_body(struct fg_conn *c, size_t max,
+                       void (*done)(struct fg_conn *c, const char *body, size_t len));
 /* The shard is ready for the body: resume parsing the client's request. */
 void fg_conn_start_body(struct fg_conn *c);
 /* Called when either half of an exchange completes; finishes the request when both have. */

@@ -6,6 +6,7 @@
  */
 #include "conn.h"
 #include "http.h"
+#include "tokenep.h"
 
 #include "../auth/identity.h"
 
@@ -66,7 +67,11 @@ static void unauthorized(struct fg_conn *c)
 
 static void forbidden_ws(struct fg_conn *c)
 {
-    fg_conn_respond_status(c, 403, "Forbidden", "forbidden: workspace access not permitted");
+    const struct fg_route_cfg *rt = c->req.match.route;
+    fg_conn_respond_status(c, 403, "Forbidden",
+                           rt && rt->kind == FG_ROUTE_WORKSPACE_ICEBERG
+                               ? "warehouse access not permitted"
+                               : "forbidden: workspace access not permitted");
 }
 
 /* Applies the identity policy for the member that admitted it. 0, or -1 with r->reason. */
@@ -243,6 +248,12 @@ void fg_proxy_dispatch(struct fg_conn *c)
     case FG_ROUTE_UNAVAILABLE:
         /* Authenticated first, like an existing workspace, so existence does not leak. */
         break;
+    case FG_ROUTE_NO_WAREHOUSE:
+        fg_conn_respond_status(c, 400, "BadRequest", "the warehouse query parameter is required");
+        return;
+    case FG_ROUTE_TOKEN_ENDPOINT:
+        fg_token_endpoint(c);
+        return;
     }
     auth_step(c);
 }
@@ -285,6 +296,15 @@ static void add_identity(struct fg_buf *b, const struct fg_identity *id)
     }
 }
 
+/* Headers the route says to remove (e.g. x-project-id, x-assume-role for a catalog). */
+static int route_strips(const struct fg_route_cfg *rt, const char *name, size_t len)
+{
+    for (size_t i = 0; i < rt->nstrip_headers; i++)
+        if (fg_strn_eqi(name, len, rt->strip_headers[i]))
+            return 1;
+    return 0;
+}
+
 static void build_head(struct fg_conn *c, struct fg_buf *b)
 {
     struct fg_req *r = &c->req;
@@ -317,6 +337,8 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
             continue;
         switch (h->kind) {
         case FG_HDR_OTHER:
+            if (route_strips(r->match.route, m->raw.data + h->name, h->name_len))
+                continue;
             break;
         case FG_HDR_AUTHORIZATION:
             if (!keep_auth)
@@ -339,6 +361,9 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
     if (r->host_idx >= 0)
         add_hdr(b, "X-Forwarded-Host", host, hlen);
     fg_buf_printf(b, "X-Forwarded-Port: %d\r\n", c->port);
+    if (r->match.route->forwarded_prefix)
+        add_hdr(b, "X-Forwarded-Prefix", r->match.route->forwarded_prefix,
+                strlen(r->match.route->forwarded_prefix));
     if (r->identity && shard->identity == FG_IDENTITY_REQUEST_HEADER)
         add_identity(b, r->identity);
     if (r->chunked)

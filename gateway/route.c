@@ -59,6 +59,67 @@ static int prefix_matches(const struct fg_route_cfg *r, const char *path, size_t
     return path[r->prefix_len] == '/';
 }
 
+/* Percent-decodes the value of `name` in a query into out; 0, or -1 when absent or bad. */
+static int query_param(const char *q, size_t qlen, const char *name, char *out, size_t outsz)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; q && i < qlen;) {
+        size_t end = i;
+        while (end < qlen && q[end] != '&')
+            end++;
+        if (end - i > nl && memcmp(q + i, name, nl) == 0 && q[i + nl] == '=') {
+            size_t o = 0;
+            for (size_t k = i + nl + 1; k < end; k++) {
+                int c = (unsigned char)q[k];
+                if (c == '%') {
+                    if (k + 2 >= end)
+                        return -1;
+                    int hi = fg_hexval((unsigned char)q[k + 1]);
+                    int lo = fg_hexval((unsigned char)q[k + 2]);
+                    if (hi < 0 || lo < 0)
+                        return -1;
+                    c = hi << 4 | lo;
+                    k += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (c < 0x20 || c == 0x7f || o + 1 >= outsz)
+                    return -1;
+                out[o++] = (char)c;
+            }
+            out[o] = '\0';
+            return o > 0 ? 0 : -1;
+        }
+        i = end + 1;
+    }
+    return -1;
+}
+
+static enum fg_route_outcome resolve_iceberg(const struct fg_config *cfg, struct fg_route_match *m)
+{
+    const char *seg = m->path + m->route->prefix_len;
+    const char *end = m->path + m->path_len;
+    const char *slash = memchr(seg, '/', (size_t)(end - seg));
+    size_t seglen = (size_t)((slash ? slash : end) - seg);
+    if (seglen == 6 && memcmp(seg, "config", 6) == 0 && slash == NULL) {
+        if (query_param(m->query, m->query_len, "warehouse", m->warehouse, sizeof(m->warehouse)) !=
+            0)
+            return FG_ROUTE_NO_WAREHOUSE;
+        m->ws_name = m->warehouse;
+        m->ws_name_len = strlen(m->warehouse);
+        m->ws = fg_index_by_warehouse(cfg->index, m->ws_name, m->ws_name_len);
+    } else {
+        m->ws_name = seg;
+        m->ws_name_len = seglen;
+        m->ws =
+            fg_index_valid_name(seg, seglen) ? fg_index_by_cluster(cfg->index, seg, seglen) : NULL;
+    }
+    if (m->ws == NULL)
+        return FG_ROUTE_UNKNOWN_WS;
+    m->shard = m->ws->shard;
+    return m->ws->phase == FG_WS_UNAVAILABLE ? FG_ROUTE_UNAVAILABLE : FG_ROUTE_OK;
+}
+
 enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *target,
                                        size_t target_len, struct fg_route_match *m)
 {
@@ -73,6 +134,13 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *
         m->query_len = target_len - m->path_len - 1;
     }
     const struct fg_route_cfg *r = NULL;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct fg_token_endpoint_cfg *te = cfg->routes[i].token_endpoint;
+        if (te && strlen(te->path) == m->path_len && memcmp(te->path, m->path, m->path_len) == 0) {
+            m->route = &cfg->routes[i];
+            return FG_ROUTE_TOKEN_ENDPOINT;
+        }
+    }
     for (size_t i = 0; i < cfg->nroutes; i++) {
         if (prefix_matches(&cfg->routes[i], m->path, m->path_len)) {
             r = &cfg->routes[i];
@@ -92,6 +160,8 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *
         m->shard = r->shard;
         return FG_ROUTE_OK;
     }
+    if (r->kind == FG_ROUTE_WORKSPACE_ICEBERG)
+        return resolve_iceberg(cfg, m);
     const char *seg = m->path + r->prefix_len;
     const char *end = m->path + m->path_len;
     const char *slash = memchr(seg, '/', (size_t)(end - seg));
@@ -114,7 +184,7 @@ void fg_route_upstream_target(struct fg_buf *b, const struct fg_shard_cfg *shard
                               const struct fg_route_match *m)
 {
     fg_buf_adds(b, shard->base_path);
-    if (m->ws) {
+    if (m->ws && m->route->kind == FG_ROUTE_WORKSPACE_PATH) {
         fg_buf_adds(b, "/clusters/");
         fg_buf_adds(b, m->ws->cluster);
         fg_buf_add(b, m->rest, m->rest_len);

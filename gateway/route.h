@@ -20,10 +20,12 @@
 
 enum fg_route_outcome {
     FG_ROUTE_OK,
-    FG_ROUTE_NO_MATCH,    /* 404 */
-    FG_ROUTE_BAD_PATH,    /* 400: not origin-form, dot/empty segments, hostile encodings */
-    FG_ROUTE_UNKNOWN_WS,  /* 403: malformed or unknown workspace */
-    FG_ROUTE_UNAVAILABLE, /* 503: workspace phase Unavailable */
+    FG_ROUTE_NO_MATCH,       /* 404 */
+    FG_ROUTE_BAD_PATH,       /* 400: not origin-form, dot/empty segments, hostile encodings */
+    FG_ROUTE_UNKNOWN_WS,     /* 403: malformed or unknown workspace (or warehouse) */
+    FG_ROUTE_UNAVAILABLE,    /* 503: workspace phase Unavailable */
+    FG_ROUTE_NO_WAREHOUSE,   /* 400: an Iceberg /config without ?warehouse= */
+    FG_ROUTE_TOKEN_ENDPOINT, /* the route's own OAuth2 token endpoint (served locally) */
 };
 
 struct fg_route_match {
@@ -38,7 +40,17 @@ struct fg_route_match {
     size_t ws_name_len;
     const char *rest; /* workspace routes: what follows the workspace segment ("" or "/...") */
     size_t rest_len;
+    char warehouse[256]; /* Iceberg /config: the decoded ?warehouse= value */
 };
+
+/*
+ * Iceberg routes (`workspace: iceberg`, prefix e.g. /catalog/v1/):
+ *   <prefix>config?warehouse=NAME   the warehouse by name (the index's `warehouse`)
+ *   <prefix>{id}/...                the warehouse by id, the catalog's `prefix` (the
+ *                                   index's `cluster`); every request, not only /config
+ *   tokenEndpoint.path              served by frontgate (FG_ROUTE_TOKEN_ENDPOINT)
+ * Iceberg requests are forwarded with their path unchanged (after the shard's base path).
+ */
 
 /* Resolves target (the raw request-target) against cfg. */
 enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *target,
