@@ -185,6 +185,34 @@ static int parse_url(const char *url, struct fg_shard_cfg *s, const char **why)
     return 0;
 }
 
+static int parse_url(const char *url, struct fg_shard_cfg *s, const char **why);
+
+static void read_mint(struct rd *r, struct fg_ynode *n, struct fg_shard_cfg *s)
+{
+    const char *sec = "mint";
+    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, sec) != 0)
+        return;
+    struct fg_mint_cfg *m = fg_calloc(1, sizeof(*m));
+    s->mint = m;
+    m->issuer = fg_rd_dup(fg_rd_str(&r->rd, n, "issuer", 1, sec));
+    if (m->issuer) {
+        struct fg_shard_cfg probe = {0};
+        const char *why = NULL;
+        if (parse_url(m->issuer, &probe, &why) != 0)
+            fg_rd_err(&r->rd, fg_yaml_get(n, "issuer")->val, "mint.issuer \"%s\" %s", m->issuer,
+                      why);
+        free(probe.host);
+        free(probe.hostport);
+        free(probe.base_path);
+    }
+    m->key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "keyFile", 1, sec));
+    m->audience = fg_rd_dup(fg_rd_str(&r->rd, n, "audience", 1, sec));
+    uint64_t ms;
+    fg_rd_duration(&r->rd, n, "ttl", 300000, 10000, 86400000, &ms);
+    m->ttl_s = ms / 1000;
+    fg_rd_unknown(&r->rd, n, sec, "issuer, keyFile, audience, ttl");
+}
+
 static void read_shards(struct rd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "shards");
@@ -227,11 +255,22 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
             s->identity = FG_IDENTITY_PASSTHROUGH;
         else if (strcmp(id, "none") == 0)
             s->identity = FG_IDENTITY_NONE;
+        else if (strcmp(id, "mint") == 0)
+            s->identity = FG_IDENTITY_MINT;
         else
             fg_rd_err(&r->rd, fg_yaml_get(n, "identity")->val,
-                      "shard identity \"%s\" must be requestHeader, passthrough or none", id);
+                      "shard identity \"%s\" must be requestHeader, passthrough, none or mint", id);
+        struct fg_ypair *mp = fg_yaml_get(n, "mint");
+        if (s->identity == FG_IDENTITY_MINT && (mp == NULL || fg_yaml_is_null(mp->val)))
+            fg_rd_err(&r->rd, n, "shard \"%s\": identity mint needs a mint: section",
+                      s->name ? s->name : "?");
+        else if (mp && s->identity != FG_IDENTITY_MINT)
+            fg_rd_err(&r->rd, mp->key, "mint: is only for shards with identity: mint");
+        else if (mp)
+            read_mint(r, mp->val, s);
         fg_rd_unknown(&r->rd, n, "shard",
-                      "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity");
+                      "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity, "
+                      "mint");
         for (size_t j = 0; s->name && j + 1 < r->cfg->nshards; j++)
             if (r->cfg->shards[j].name && strcmp(r->cfg->shards[j].name, s->name) == 0)
                 fg_rd_err(&r->rd, n, "shard name \"%s\" is used twice", s->name);
@@ -1061,6 +1100,12 @@ void fg_config_free(struct fg_config *cfg)
         free(s->client_cert_file);
         free(s->client_key_file);
         free(s->server_name);
+        if (s->mint) {
+            free(s->mint->issuer);
+            free(s->mint->key_file);
+            free(s->mint->audience);
+            free(s->mint);
+        }
     }
     free(cfg->shards);
     for (size_t i = 0; i < cfg->nroutes; i++) {

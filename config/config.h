@@ -42,6 +42,14 @@ enum fg_identity_mode {
     FG_IDENTITY_REQUEST_HEADER, /* X-Remote-User / -Group / -Extra-* */
     FG_IDENTITY_PASSTHROUGH,    /* forward the original Authorization */
     FG_IDENTITY_NONE,           /* forward nothing about the caller */
+    FG_IDENTITY_MINT,           /* a JWT frontgate signs for the identity (see mint) */
+};
+
+struct fg_mint_cfg {
+    char *issuer;   /* URL; frontgate serves its discovery document and JWKS under its path */
+    char *key_file; /* PEM private key: RSA (RS256) or EC P-256 (ES256) */
+    char *audience;
+    uint64_t ttl_s;
 };
 
 struct fg_shard_cfg {
@@ -57,6 +65,7 @@ struct fg_shard_cfg {
     char *client_key_file;
     char *server_name; /* TLS SNI and verified name; defaults to host */
     enum fg_identity_mode identity;
+    struct fg_mint_cfg *mint; /* FG_IDENTITY_MINT */
     struct fg_mark mark;
 };
 

@@ -9,8 +9,10 @@
 #include "tokenep.h"
 
 #include "../auth/identity.h"
+#include "../auth/mint.h"
 
 #include <event2/buffer.h>
+#include <openssl/crypto.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,40 @@ static const char unauthorized_msg[] = "Unauthorized";
 
 /* ---- local endpoints ------------------------------------------------------ */
 
+/* The discovery document and JWKS of an identity-translation issuer. */
+static int mint_endpoint(struct fg_conn *c, const char *path, size_t len)
+{
+    const struct fg_snapshot *s = c->req.snap;
+    static const char disc[] = "/.well-known/openid-configuration", jwks[] = "/jwks";
+    for (size_t i = 0; i < s->cfg->nshards; i++) {
+        const struct fg_mint *m = s->mints[i];
+        if (m == NULL)
+            continue;
+        const char *base = fg_mint_issuer_path(m);
+        size_t bl = strlen(base);
+        if (len <= bl || memcmp(path, base, bl) != 0)
+            continue;
+        const char *rest = path + bl;
+        size_t rl = len - bl;
+        struct fg_buf b = {0};
+        if (rl == sizeof(disc) - 1 && memcmp(rest, disc, rl) == 0)
+            fg_mint_discovery(m, &b);
+        else if (rl == sizeof(jwks) - 1 && memcmp(rest, jwks, rl) == 0)
+            fg_mint_jwks(m, fg_wall_s(), &b);
+        else
+            continue;
+        fg_conn_respond(c, 200, "application/json", b.data, b.len);
+        fg_buf_free(&b);
+        return 1;
+    }
+    return 0;
+}
+
 static int local_endpoint(struct fg_conn *c, const char *path, size_t len)
 {
     int ready;
+    if (mint_endpoint(c, path, len))
+        return 1;
     if (fg_strn_eqi(path, len, "/healthz") || fg_strn_eqi(path, len, "/livez")) {
         ready = 1;
     } else if (fg_strn_eqi(path, len, "/readyz")) {
@@ -325,6 +358,7 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
         keep_auth = 1;
         break;
     case FG_IDENTITY_NONE:
+    case FG_IDENTITY_MINT:
         keep_auth = 0;
         break;
     default:
@@ -366,6 +400,16 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
                 strlen(r->match.route->forwarded_prefix));
     if (r->identity && shard->identity == FG_IDENTITY_REQUEST_HEADER)
         add_identity(b, r->identity);
+    if (r->identity && shard->identity == FG_IDENTITY_MINT) {
+        char *tok = fg_mint_token(r->snap->mints[r->match.shard], r->identity, fg_wall_s());
+        if (tok) {
+            fg_buf_adds(b, "Authorization: Bearer ");
+            fg_buf_adds(b, tok);
+            fg_buf_add(b, "\r\n", 2);
+            OPENSSL_cleanse(tok, strlen(tok));
+            free(tok);
+        }
+    }
     if (r->chunked)
         fg_buf_adds(b, "Transfer-Encoding: chunked\r\n");
     else if (r->has_cl)

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include "../auth/mint.h"
 #include "../auth/oidc.h"
 #include "fetch.h"
 #include "worker.h"
@@ -322,6 +323,7 @@ void fg_control_free(struct fg_control *ctl)
 {
     fg_fetcher_free(ctl->fetcher);
     fg_oidc_shutdown();
+    fg_mint_shutdown();
     if (ctl->dns)
         evdns_base_free(ctl->dns, 0);
     if (ctl->base)

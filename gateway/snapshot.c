@@ -1,6 +1,7 @@
 #include "snapshot.h"
 
 #include "../auth/jwtauthn.h"
+#include "../auth/mint.h"
 #include "../auth/statickeys.h"
 #include "../auth/tokenreview.h"
 #include "tls.h"
@@ -53,6 +54,16 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
     for (size_t i = 0; i < cfg->nshards; i++)
         if (cfg->shards[i].https)
             s->shard_ctx[i] = fg_tls_client_ctx(cfg, &cfg->shards[i], errs);
+    s->mints = fg_calloc(cfg->nshards, sizeof(struct fg_mint *));
+    for (size_t i = 0; i < cfg->nshards; i++) {
+        const struct fg_shard_cfg *sh = &cfg->shards[i];
+        if (sh->mint == NULL)
+            continue;
+        char *key = fg_config_path(cfg, sh->mint->key_file);
+        s->mints[i] = fg_mint_new(sh->mint->issuer, sh->mint->audience, sh->mint->ttl_s, key, errs,
+                                  sh->mark.file, sh->mark.line, sh->mark.col);
+        free(key);
+    }
     s->tokcache = fg_tokcache_new(cfg->token_cache_size, cfg->token_cache_ttl_ms);
     s->authns = fg_calloc(cfg->nauthns, sizeof(struct fg_authn *));
     for (size_t i = 0; i < cfg->nauthns; i++)
@@ -116,6 +127,9 @@ void fg_snapshot_unref(struct fg_snapshot *s)
         free(s->wstypes[i].authns);
     free(s->wstypes);
     fg_tokcache_free(s->tokcache);
+    for (size_t i = 0; s->mints && i < cfg->nshards; i++)
+        fg_mint_free(s->mints[i]);
+    free(s->mints);
     fg_config_free(s->cfg);
     free(s);
 }

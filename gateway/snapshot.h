@@ -31,6 +31,7 @@ struct fg_snapshot {
     size_t nglobal;
     struct fg_wstype_rt *wstypes; /* per cfg->wstypes */
     struct fg_tokcache *tokcache; /* verified tokens; a reload starts a new, empty one */
+    struct fg_mint **mints;       /* per shard: identity translation, or NULL */
 };
 
 /*
