@@ -3,6 +3,8 @@
  */
 #include "../auth/statickeys.h"
 #include "../config/config.h"
+#include "broker.h"
+#include "tokencmd.h"
 #include "certgen.h"
 #include "echo.h"
 #include "server.h"
@@ -31,6 +33,11 @@ static const char usage[] =
     "                                 run an embedded demo (echo shard, workspace, fresh key)\n"
     "  frontgate hash-key [--id NAME] [--groups G1,G2]\n"
     "                                 print a new API key and its key-file line\n"
+    "  frontgate broker --token-file PATH [--listen 127.0.0.1:9876] [--expires-in 60]\n"
+    "                                 a loopback OAuth2 token endpoint serving a token file\n"
+    "  frontgate token (--issuer URL | --token-url URL) --client-id ID\n"
+    "                  --client-secret-file F (--out FILE | --exec-credential)\n"
+    "                                 OAuth2 client credentials for files or kubectl\n"
     "  frontgate echo-shard [--listen ADDR]\n"
     "                                 run the built-in echo shard on its own\n"
     "  frontgate --version | --help\n"
@@ -315,6 +322,10 @@ int main(int argc, char **argv)
         return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "hash-key") == 0)
         return cmd_hash_key(argc - 1, argv + 1);
+    if (strcmp(cmd, "broker") == 0)
+        return fg_broker_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return fg_token_main(argc - 1, argv + 1);
     if (strcmp(cmd, "echo-shard") == 0)
         return fg_echo_main(argc - 1, argv + 1);
     if (cmd[0] == '-')
