@@ -409,7 +409,8 @@ static void start_closing(struct fg_conn *c)
 {
     c->state = CS_CLOSING;
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(c->bev, EV_WRITE);
+    if (!c->eager)
+        bufferevent_enable(c->bev, EV_WRITE);
     timer_set(c, LINGER_MS);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         flushed(c);
@@ -804,6 +805,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     struct fg_conn *c = arg;
     fg_conn_hold(c);
     process_input(c);
+    fg_conn_flush(c);
     fg_conn_release(c);
 }
 
@@ -821,19 +823,64 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct fg_conn *c = arg;
     fg_conn_hold(c);
     process_input(c);
+    fg_conn_flush(c);
     fg_conn_release(c);
+}
+
+/* The client's output is written out: finish a close, or let the shard send more. */
+static void drained(struct fg_conn *c)
+{
+    if (c->state == CS_CLOSING)
+        flushed(c);
+    else if (c->up && c->up->throttled)
+        fg_up_unthrottle(c->up);
+}
+
+int fg_io_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    while (evbuffer_get_length(out) > 0) {
+        if (evbuffer_write(out, fd) <= 0)
+            break; /* EAGAIN, or an error the bufferevent will report */
+    }
+    if (evbuffer_get_length(out) == 0)
+        return 1;
+    bufferevent_enable(bev, EV_WRITE);
+    return 0;
+}
+
+void fg_conn_flush(struct fg_conn *c)
+{
+    for (int round = 0; round < 4 && !c->dead; round++) {
+        int again = 0;
+        struct fg_upconn *u = c->up;
+        if (u && u->eager && !u->dead && u->state != UP_CONNECTING &&
+            evbuffer_get_length(bufferevent_get_output(u->bev)) > 0 && fg_io_flush(u->bev) &&
+            c->throttled)
+            fg_conn_unthrottle(c);
+        if (c->eager && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
+            fg_io_flush(c->bev) && (c->state == CS_CLOSING || (c->up && c->up->throttled))) {
+            drained(c);
+            again = 1; /* the shard may have sent more, or we closed */
+        }
+        if (!again)
+            break;
+    }
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct fg_conn *c = arg;
     fg_conn_hold(c);
-    if (c->state == CS_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            flushed(c);
-    } else if (c->up && c->up->throttled) {
-        fg_up_unthrottle(c->up);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (c->eager)
+            bufferevent_disable(bev, EV_WRITE); /* until the socket is full again */
+        drained(c);
+    } else if (c->state != CS_CLOSING && c->up && c->up->throttled) {
+        fg_up_unthrottle(c->up); /* below the low watermark */
     }
+    fg_conn_flush(c);
     fg_conn_release(c);
 }
 
@@ -855,6 +902,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             fg_log(FG_LOG_DEBUG, "client %s: TLS: %s", c->peer, fg_tls_bev_error(bev));
         fg_conn_close(c);
     }
+    fg_conn_flush(c);
     fg_conn_release(c);
 }
 
@@ -919,6 +967,7 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     c->bev = bev;
     c->listener = la->index;
     c->tls = ctx != NULL;
+    c->eager = ctx == NULL;
     c->port = la->port;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
@@ -936,7 +985,7 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     __atomic_add_fetch(&fg_state.conns, 1, __ATOMIC_RELAXED);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGH_WM);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, c->eager ? EV_READ : EV_READ | EV_WRITE);
     timer_set(c, lim->header_timeout_ms);
 }
 

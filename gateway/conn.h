@@ -94,7 +94,8 @@ struct fg_conn {
     enum conn_state state;
     size_t listener;
     int tls;
-    int port; /* listener port */
+    int eager; /* plaintext: output is written at once, EV_WRITE armed only when the socket is full */
+    int port;  /* listener port */
     char peer[INET6_ADDRSTRLEN];
     http_parser parser;
     int parse_paused;
@@ -138,9 +139,20 @@ struct fg_upconn {
     int no_body;
     int throttled;
     int upgraded;
+    int eager; /* see fg_conn.eager */
     int holds;
     int dead;
 };
+
+/*
+ * Writes what bev's output holds straight to its (plaintext) socket; arms
+ * EV_WRITE for whatever the socket did not take, so the bufferevent finishes
+ * (and reports errors) as usual. Returns 1 when the output is empty. This
+ * saves the epoll_ctl pair a bufferevent spends on every write.
+ */
+int fg_io_flush(struct bufferevent *bev);
+/* Flushes c's and its upstream's eager outputs; call at the end of every callback. */
+void fg_conn_flush(struct fg_conn *c);
 
 /* conn.c */
 void fg_conn_hold(struct fg_conn *c);

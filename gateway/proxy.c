@@ -243,6 +243,7 @@ static void auth_resume(struct fg_authn_waiter *w)
         else
             auth_step(c);
     }
+    fg_conn_flush(c);
     fg_conn_release(c);
 }
 

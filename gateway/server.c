@@ -243,11 +243,14 @@ static void reload(struct server *srv)
     if (s->cfg->workers && s->cfg->workers != srv->nworkers)
         fg_log(FG_LOG_WARN, "reload: a new worker count takes effect on restart");
     fg_log_set_level(s->cfg->log_level);
-    fg_log(FG_LOG_INFO, "reloaded configuration generation %llu: %zu workspaces, %zu routes",
-           (unsigned long long)s->generation, fg_index_count(s->cfg->index), s->cfg->nroutes);
+    uint64_t gen = s->generation;
+    size_t nws = fg_index_count(s->cfg->index), nroutes = s->cfg->nroutes;
+    /* Installed before it is announced: a request sent after the log line sees it. */
     fg_snapshot_install(s);
     fg_snapshot_unref(cur);
     wake_workers(srv);
+    fg_log(FG_LOG_INFO, "reloaded configuration generation %llu: %zu workspaces, %zu routes",
+           (unsigned long long)gen, nws, nroutes);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -423,23 +423,46 @@ void fg_up_tunnel(struct fg_upconn *u)
     }
     bufferevent_disable(u->bev, EV_READ);
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(u->bev, EV_WRITE);
 }
 
 /* ---- callbacks ------------------------------------------------------------ */
+
+/* Flushes the pair at the end of a callback (see fg_conn_flush). */
+static void flush_pair(struct fg_upconn *u, struct fg_conn *c)
+{
+    if (c) {
+        fg_conn_hold(c);
+        fg_conn_flush(c);
+        fg_conn_release(c);
+    } else if (u->eager && !u->dead && u->state != UP_CONNECTING &&
+               evbuffer_get_length(bufferevent_get_output(u->bev)) > 0) {
+        fg_io_flush(u->bev);
+    }
+}
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct fg_upconn *u = arg;
+    struct fg_conn *c = u->conn;
+    if (c)
+        fg_conn_hold(c);
     up_hold(u);
     process_input(u);
+    flush_pair(u, c && !c->dead ? c : NULL);
     up_release(u);
+    if (c)
+        fg_conn_release(c);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct fg_upconn *u = arg;
     up_hold(u);
+    if (u->eager && u->state != UP_CONNECTING &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE); /* until the socket is full again */
     if (u->conn == NULL && u->state == UP_ACTIVE) {
         /* A tunnel's client left; we were flushing its last bytes. */
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
@@ -454,10 +477,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct fg_upconn *u = arg;
     struct fg_conn *c = u->conn;
+    if (c)
+        fg_conn_hold(c);
     up_hold(u);
     if (what & BEV_EVENT_CONNECTED) {
         bufferevent_set_timeouts(bev, NULL, NULL);
         u->state = UP_ACTIVE;
+        if (u->eager)
+            bufferevent_disable(bev, EV_WRITE);
         if (c)
             fg_proxy_send_head(c);
         else
@@ -513,7 +540,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     fail(u, (what & BEV_EVENT_EOF) ? "connection closed before the response completed"
                                    : "connection error");
 out:
+    flush_pair(u, c && !c->dead ? c : NULL);
     up_release(u);
+    if (c)
+        fg_conn_release(c);
 }
 
 /* ---- acquire -------------------------------------------------------------- */
@@ -589,6 +619,7 @@ void fg_up_acquire(struct fg_conn *c, uint32_t shard)
     u->shard = shard;
     u->snap = fg_snapshot_ref(snap);
     u->state = UP_CONNECTING;
+    u->eager = snap->shard_ctx[shard] == NULL;
     u->conn = c;
     c->up = u;
     http_parser_init(&u->parser, HTTP_RESPONSE);
