@@ -840,10 +840,14 @@ int fg_io_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     evutil_socket_t fd = bufferevent_getfd(bev);
+    /* A socket bufferevent freezes the start of its output so only it drains it; we
+     * drain it the same way it would, then put the freeze back. */
+    evbuffer_unfreeze(out, 1);
     while (evbuffer_get_length(out) > 0) {
         if (evbuffer_write(out, fd) <= 0)
             break; /* EAGAIN, or an error the bufferevent will report */
     }
+    evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out) == 0)
         return 1;
     bufferevent_enable(bev, EV_WRITE);
