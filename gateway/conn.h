@@ -94,7 +94,8 @@ struct fg_conn {
     enum conn_state state;
     size_t listener;
     int tls;
-    int eager; /* plaintext: output is written at once, EV_WRITE armed only when the socket is full */
+    int eager; /* plaintext: output is written at once, EV_WRITE armed only when the socket is full
+                */
     int port;  /* listener port */
     char peer[INET6_ADDRSTRLEN];
     http_parser parser;

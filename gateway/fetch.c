@@ -131,7 +131,7 @@ static void free_exchange(evutil_socket_t fd, short what, void *arg)
 static void finish(struct exchange *x, const struct fg_fetch_resp *resp)
 {
     if (x->finished)
-        return; /* torn down with the fetcher */
+        return; /* already answered (by the teardown) */
     x->finished = 1;
     TAILQ_REMOVE(&x->owner->exchanges, x, link);
     x->done(x->arg, resp);
@@ -346,9 +346,39 @@ void fg_fetcher_free(struct fg_fetcher *f)
     struct gw_fetcher *g = (struct gw_fetcher *)f;
     if (g == NULL)
         return;
-    /* Posted tasks run (they are how released authenticators finish); timers do not. */
-    while (!TAILQ_EMPTY(&g->posted))
-        run_posted(-1, 0, g);
+    /*
+     * Everything pending gets its callback, so owners release what they hold:
+     * posted tasks run, timers fire early, exchanges fail. Owners that were
+     * released stop there; a few rounds settle what those callbacks start.
+     */
+    for (int round = 0; round < 8; round++) {
+        int progress = !TAILQ_EMPTY(&g->posted);
+        while (!TAILQ_EMPTY(&g->posted))
+            run_posted(-1, 0, g);
+        struct task *t;
+        while ((t = TAILQ_FIRST(&g->timers)) != NULL) {
+            progress = 1;
+            TAILQ_REMOVE(&g->timers, t, link);
+            event_free(t->ev);
+            fg_task_fn fn = t->fn;
+            void *arg = t->arg;
+            free(t);
+            fn(arg);
+        }
+        struct exchange *x;
+        while ((x = TAILQ_FIRST(&g->exchanges)) != NULL) {
+            progress = 1;
+            struct fg_fetch_resp resp = {0};
+            resp.error = "shutting down";
+            TAILQ_REMOVE(&g->exchanges, x, link);
+            x->finished = 1;
+            x->done(x->arg, &resp);
+            evhttp_connection_free(x->conn);
+            free(x);
+        }
+        if (!progress)
+            break;
+    }
     struct task *t;
     while ((t = TAILQ_FIRST(&g->timers)) != NULL) {
         TAILQ_REMOVE(&g->timers, t, link);
@@ -358,13 +388,6 @@ void fg_fetcher_free(struct fg_fetcher *f)
     while ((t = TAILQ_FIRST(&g->posted)) != NULL) {
         TAILQ_REMOVE(&g->posted, t, link);
         free(t);
-    }
-    struct exchange *x;
-    while ((x = TAILQ_FIRST(&g->exchanges)) != NULL) {
-        TAILQ_REMOVE(&g->exchanges, x, link);
-        x->finished = 1; /* no callback from the teardown */
-        evhttp_connection_free(x->conn);
-        free(x);
     }
     event_free(g->post_ev);
     pthread_mutex_destroy(&g->lock);

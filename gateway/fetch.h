@@ -14,8 +14,9 @@
 /* A fetcher whose callbacks run on base's thread. */
 struct fg_fetcher *fg_fetcher_new(struct event_base *base, struct evdns_base *dns);
 /*
- * Runs the tasks already posted, then drops pending timers; exchanges in
- * flight are abandoned without callbacks.
+ * Gives everything pending its callback so owners can release what they
+ * hold: posted tasks run, pending timers fire at once, exchanges in flight
+ * fail with "shutting down". Then frees the fetcher.
  */
 void fg_fetcher_free(struct fg_fetcher *f);
 

@@ -273,7 +273,12 @@ void fg_proxy_dispatch(struct fg_conn *c)
                                "the server could not find the requested resource");
         return;
     case FG_ROUTE_UNKNOWN_WS:
-        if (r->snap->nglobal == 0) {
+        /*
+         * Only a caller a global authenticator admits may learn that a workspace does
+         * not exist. With no authenticator anywhere, requests pass through unchecked
+         * and existence is no secret: say 403 as kcp does.
+         */
+        if (!r->snap->any_authn) {
             forbidden_ws(c);
             return;
         }

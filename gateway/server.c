@@ -6,6 +6,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <http_parser.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -347,6 +348,9 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
     srv_global = &srv;
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
+    /* http-parser's own cap (80 KiB by default) must not undercut maxHeaderBytes (at most
+     * 1 MiB): frontgate counts header bytes itself and answers 431 at the configured limit. */
+    http_parser_set_max_header_size(2u << 20);
     raise_nofile();
     fg_log_set_level(cfg->log_level);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -383,9 +387,9 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
     for (size_t i = 0; i < cfg->nlisteners; i++)
         fg_log(FG_LOG_INFO, "listening on %s://%s", cfg->listeners[i].tls ? "https" : "http",
                bound[i]);
+    __atomic_store_n(&fg_state.ready, 1, __ATOMIC_RELAXED); /* before anyone reads the log */
     fg_log(FG_LOG_INFO, "frontgate ready: %zu workers, %zu workspaces, %zu routes, %zu shards",
            srv.nworkers, fg_index_count(cfg->index), cfg->nroutes, cfg->nshards);
-    __atomic_store_n(&fg_state.ready, 1, __ATOMIC_RELAXED);
     if (ready)
         ready(arg, bound, nl);
     event_base_dispatch(srv.base);

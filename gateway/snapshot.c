@@ -75,12 +75,14 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
     s->global = fg_calloc(cfg->nglobal, sizeof(struct fg_authn *));
     for (size_t i = 0; i < cfg->nglobal; i++)
         s->global[s->nglobal++] = s->authns[cfg->global[i]];
+    s->any_authn = s->nglobal > 0;
     s->wstypes = fg_calloc(cfg->nwstypes, sizeof(struct fg_wstype_rt));
     for (size_t i = 0; i < cfg->nwstypes; i++) {
         struct fg_wstype_rt *t = &s->wstypes[i];
         t->authns = fg_calloc(cfg->wstypes[i].nauthns, sizeof(struct fg_authn *));
         for (size_t j = 0; j < cfg->wstypes[i].nauthns; j++)
             t->authns[t->nauthns++] = s->authns[cfg->wstypes[i].authns[j]];
+        s->any_authn |= t->nauthns > 0;
     }
     return s;
 }

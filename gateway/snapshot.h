@@ -31,7 +31,8 @@ struct fg_snapshot {
     size_t nglobal;
     struct fg_wstype_rt *wstypes; /* per cfg->wstypes */
     struct fg_tokcache *tokcache; /* verified tokens; a reload starts a new, empty one */
-    struct fg_mint **mints;       /* per shard: identity translation, or NULL */
+    int any_authn; /* some route may authenticate (global or workspace-type authenticators) */
+    struct fg_mint **mints; /* per shard: identity translation, or NULL */
 };
 
 /*
