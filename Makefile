@@ -2,6 +2,7 @@
 #   make demo    build and run `frontgate demo`
 #   make test    build (normal and ASan+UBSan) and run every test
 #   make bench   run the side-by-side benchmark against nginx and HAProxy
+#   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own
 .PHONY: all build demo test test-quick bench bench-jwt check-format format clean
 
 all: build
@@ -25,6 +26,10 @@ test-quick:
 bench:
 	@.ci/install-deps bench
 	@tests/bench/run
+
+bench-jwt:
+	@.ci/install-deps build
+	@tests/bench/jwt/run
 
 format:
 	clang-format -i gateway/*.[ch] auth/*.[ch] config/*.[ch] tests/unit/*.[ch]

@@ -102,10 +102,12 @@ static EVP_PKEY *okp_key(json_t *jwk)
 static int parse_key(json_t *jwk, struct fg_jwk *k)
 {
     const char *kty = json_string_value(json_object_get(jwk, "kty"));
-    const char *use = json_string_value(json_object_get(jwk, "use"));
+    json_t *usev = json_object_get(jwk, "use");
+    const char *use = json_string_value(usev);
     json_t *kid = json_object_get(jwk, "kid"), *alg = json_object_get(jwk, "alg");
-    if (!json_is_object(jwk) || kty == NULL || (use && strcmp(use, "sig") != 0))
-        return -1;
+    if (!json_is_object(jwk) || kty == NULL || (usev && !json_is_string(usev)) ||
+        (use && strcmp(use, "sig") != 0))
+        return -1; /* like go-jose: a malformed "use" makes the key unusable */
     if ((kid && !json_is_string(kid)) || (alg && !json_is_string(alg)))
         return -1;
     memset(k, 0, sizeof(*k));

@@ -42,17 +42,20 @@ static int check_signature(const struct issuer *is, const struct fg_jwt *t,
         *why = "the issuer's signing keys are not available yet";
         return -1;
     }
-    size_t pos = 0;
+    size_t pos = 0, tried = 0;
     const struct fg_jwk *k;
     const char *last = "no key of the token's algorithm";
     while ((k = fg_keyset_next(ks, t->kid, t->alg, &pos)) != NULL) {
+        tried++;
         if (fg_jwt_verify(t, k->pkey, &last) == 0) {
             rc = 0;
             break;
         }
     }
     if (rc != 0) {
-        int unknown = t->kid ? !fg_keyset_has_kid(ks, t->kid) : pos == 0;
+        /* A kid we do not know, or (no kid) no key for its algorithm: maybe the issuer
+         * rotated. A known key that does not verify is just a bad signature. */
+        int unknown = t->kid ? !fg_keyset_has_kid(ks, t->kid) : tried == 0;
         if (unknown && !w->no_park && fg_oidc_park(is->oidc, w, fg_now_ms())) {
             rc = 1; /* maybe the issuer rotated: wait for its current keys */
         } else {
@@ -67,8 +70,8 @@ static enum fg_authn_status jwt_authenticate(struct fg_authn *a, const struct fg
                                              struct fg_authn_result *res, struct fg_authn_waiter *w)
 {
     struct jwt_authn *j = (struct jwt_authn *)a;
-    if (cred->bearer == NULL)
-        return FG_AUTHN_NOT_MINE;
+    if (cred->bearer == NULL || memchr(cred->bearer, '.', cred->bearer_len) == NULL)
+        return FG_AUTHN_NOT_MINE; /* not even shaped like a JWT (an API key, say) */
     unsigned char key[FG_TOKCACHE_KEY];
     if (j->cache) {
         fg_tokcache_key(j->cache, a->name, cred->bearer, cred->bearer_len, j->audiences,

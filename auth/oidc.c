@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* strcasestr */
 #include "oidc.h"
 
 #include <jansson.h>
@@ -339,13 +340,13 @@ static const char *status_why(const struct fg_fetch_resp *r)
 static uint64_t refresh_after_ms(const char *cache_control)
 {
     uint64_t s = REFRESH_DEFAULT_S;
-    const char *p = cache_control ? strstr(cache_control, "max-age=") : NULL;
+    const char *p = cache_control ? strcasestr(cache_control, "max-age=") : NULL;
     if (p) {
         p += 8;
         size_t n = strspn(p, "0123456789");
         uint64_t v;
-        if (fg_parse_u64(p, n, 1u << 30, &v) == 0)
-            s = v;
+        if (n > 0)
+            s = fg_parse_u64(p, n, 1u << 30, &v) == 0 ? v : REFRESH_MAX_S; /* huge: clamp */
     }
     if (s < REFRESH_MIN_S)
         s = REFRESH_MIN_S;

@@ -27,6 +27,7 @@ struct stripe {
 
 struct fg_tokcache {
     unsigned char secret[32];
+    EVP_MD_CTX *inner, *outer; /* SHA-256 midstates after secret^ipad, secret^opad */
     uint64_t ttl_ms;
     struct stripe stripes[STRIPES];
 };
@@ -38,13 +39,60 @@ static uint64_t key_hash(const unsigned char *key)
     return h;
 }
 
+static EVP_MD *sha256;
+static pthread_key_t work_key;
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+static void work_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void fetch_sha256(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    if (sha256 == NULL || pthread_key_create(&work_key, work_free) != 0)
+        abort();
+}
+
+/* HMAC's two keyed blocks, hashed once per cache (RFC 2104: the key is shorter than a block). */
+static EVP_MD_CTX *midstate(const unsigned char *secret, unsigned char pad)
+{
+    unsigned char block[64];
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    memset(block, pad, sizeof(block));
+    for (size_t i = 0; i < 32; i++)
+        block[i] ^= secret[i];
+    if (m == NULL || EVP_DigestInit_ex(m, sha256, NULL) != 1 ||
+        EVP_DigestUpdate(m, block, sizeof(block)) != 1)
+        abort();
+    OPENSSL_cleanse(block, sizeof(block));
+    return m;
+}
+
+/* This thread's scratch context, freed when the thread exits. */
+static EVP_MD_CTX *work_ctx(void)
+{
+    EVP_MD_CTX *w = pthread_getspecific(work_key);
+    if (w == NULL) {
+        w = EVP_MD_CTX_new();
+        if (w == NULL || pthread_setspecific(work_key, w) != 0)
+            abort();
+    }
+    return w;
+}
+
 struct fg_tokcache *fg_tokcache_new(size_t capacity, uint64_t ttl_ms)
 {
     struct fg_tokcache *c = fg_calloc(1, sizeof(*c));
     fg_random(c->secret, sizeof(c->secret));
+    pthread_once(&sha_once, fetch_sha256);
+    c->inner = midstate(c->secret, 0x36);
+    c->outer = midstate(c->secret, 0x5c);
     c->ttl_ms = ttl_ms;
     size_t per = capacity / STRIPES + 1;
     size_t nb = 16;
+    size_t extra = capacity % STRIPES;
     while (nb < per)
         nb *= 2;
     for (int i = 0; i < STRIPES; i++) {
@@ -52,7 +100,7 @@ struct fg_tokcache *fg_tokcache_new(size_t capacity, uint64_t ttl_ms)
         pthread_mutex_init(&s->lock, NULL);
         s->nbuckets = nb;
         s->buckets = fg_calloc(nb, sizeof(struct entry *));
-        s->cap = per;
+        s->cap = capacity / STRIPES + ((size_t)i < extra);
     }
     return c;
 }
@@ -78,47 +126,42 @@ void fg_tokcache_free(struct fg_tokcache *c)
         pthread_mutex_destroy(&s->lock);
     }
     OPENSSL_cleanse(c->secret, sizeof(c->secret));
+    EVP_MD_CTX_free(c->inner);
+    EVP_MD_CTX_free(c->outer);
     free(c);
 }
 
-static EVP_MAC *hmac_alg;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-
-static void fetch_hmac(void)
-{
-    hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-}
-
-static void add_u32(EVP_MAC_CTX *m, size_t n)
+static void add_u32(EVP_MD_CTX *m, size_t n)
 {
     unsigned char len[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
                             (unsigned char)(n >> 8), (unsigned char)n};
-    EVP_MAC_update(m, len, 4);
+    EVP_DigestUpdate(m, len, 4);
 }
 
-static void add_len_prefixed(EVP_MAC_CTX *m, const void *p, size_t n)
+static void add_len_prefixed(EVP_MD_CTX *m, const void *p, size_t n)
 {
     add_u32(m, n);
-    EVP_MAC_update(m, p, n);
+    EVP_DigestUpdate(m, p, n);
 }
 
+/* HMAC-SHA256 from the cache's midstates: no MAC object, no fetch, no allocation per call. */
 void fg_tokcache_key(const struct fg_tokcache *c, const char *authn, const char *token,
                      size_t token_len, char *const *audiences, size_t naudiences,
                      unsigned char key[FG_TOKCACHE_KEY])
 {
-    pthread_once(&hmac_once, fetch_hmac);
-    EVP_MAC_CTX *m = EVP_MAC_CTX_new(hmac_alg);
-    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-                            OSSL_PARAM_construct_end()};
-    EVP_MAC_init(m, c->secret, sizeof(c->secret), params);
+    unsigned char inner[32];
+    EVP_MD_CTX *m = work_ctx();
+    EVP_MD_CTX_copy_ex(m, c->inner);
     add_len_prefixed(m, authn, strlen(authn));
     add_len_prefixed(m, token, token_len);
     add_u32(m, naudiences);
     for (size_t i = 0; i < naudiences; i++)
         add_len_prefixed(m, audiences[i], strlen(audiences[i]));
-    size_t out = FG_TOKCACHE_KEY;
-    EVP_MAC_final(m, key, &out, FG_TOKCACHE_KEY);
-    EVP_MAC_CTX_free(m);
+    EVP_DigestFinal_ex(m, inner, NULL);
+    EVP_MD_CTX_copy_ex(m, c->outer);
+    EVP_DigestUpdate(m, inner, sizeof(inner));
+    EVP_DigestFinal_ex(m, key, NULL);
+    OPENSSL_cleanse(inner, sizeof(inner));
 }
 
 static struct stripe *stripe_of(struct fg_tokcache *c, const unsigned char *key)

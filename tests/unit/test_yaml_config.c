@@ -607,7 +607,8 @@ static void shard_client_cert_pair(void)
 static void shard_identity_mode(void)
 {
     REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal\n    identity: jwt\n" R_,
-            "t.yaml:6:15: shard identity \"jwt\" must be requestHeader, passthrough or none");
+            "t.yaml:6:15: shard identity \"jwt\" must be requestHeader, passthrough, none or "
+            "mint");
 }
 
 static void duplicate_shard_name(void)
@@ -636,8 +637,8 @@ static void route_workspace_prefix_slash(void)
 
 static void route_workspace_kind(void)
 {
-    REFUSED(L_ S_ "routes:\n  - prefix: /catalog/\n    workspace: iceberg\n",
-            "t.yaml:8:16: route workspace \"iceberg\" must be \"path\"");
+    REFUSED(L_ S_ "routes:\n  - prefix: /catalog/\n    workspace: warehouse\n",
+            "t.yaml:8:16: route workspace \"warehouse\" must be \"path\" or \"iceberg\"");
 }
 
 static void route_prefix_must_be_path(void)
