@@ -2,6 +2,7 @@
 
 #include "base.h"
 #include "jwtcfg.h"
+#include "cfgread.h"
 #include "reader.h"
 
 #include <errno.h>
@@ -10,20 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* kcp's front-proxy defaults for --authentication-drop-groups. */
-static const char *const default_drop_groups[] = {
-    "system:masters",
-    "system:kcp:logical-cluster-admin",
-    "system:kcp:initializer:*",
-    "system:kcp:terminator:*",
-};
-
-struct rd {
-    struct fg_rd rd;
-    struct fg_config *cfg;
-};
-
-static struct fg_mark mark_of(struct rd *r, const struct fg_ynode *n)
+struct fg_mark fg_cfg_mark(struct fg_cfgrd *r, const struct fg_ynode *n)
 {
     return (struct fg_mark){r->cfg->file, n->line, n->col};
 }
@@ -65,7 +53,8 @@ static int split_hostport(const char *addr, char **host, char **port)
     return 0;
 }
 
-static void read_tls(struct rd *r, struct fg_ynode *n, struct fg_tls_cfg *t, const char *section)
+static void read_tls(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_tls_cfg *t,
+                     const char *section)
 {
     if (fg_rd_expect(&r->rd, n, FG_Y_MAP, section) != 0)
         return;
@@ -75,7 +64,7 @@ static void read_tls(struct rd *r, struct fg_ynode *n, struct fg_tls_cfg *t, con
     fg_rd_unknown(&r->rd, n, section, "certFile, keyFile, clientCAFile");
 }
 
-static void read_listeners(struct rd *r, struct fg_ynode *root)
+static void read_listeners(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "listeners");
     if (p == NULL) {
@@ -91,7 +80,7 @@ static void read_listeners(struct rd *r, struct fg_ynode *root)
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_listener_cfg *l = &r->cfg->listeners[r->cfg->nlisteners++];
-        l->mark = mark_of(r, n);
+        l->mark = fg_cfg_mark(r, n);
         if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a listener") != 0)
             continue;
         const char *addr = fg_rd_str(&r->rd, n, "address", 1, "listener");
@@ -117,7 +106,7 @@ static void read_listeners(struct rd *r, struct fg_ynode *root)
 
 /* ---- shards ------------------------------------------------------------- */
 
-static int parse_url(const char *url, struct fg_shard_cfg *s, const char **why)
+int fg_cfg_parse_url(const char *url, struct fg_shard_cfg *s, const char **why)
 {
     const char *rest;
     if (strncmp(url, "https://", 8) == 0) {
@@ -185,9 +174,7 @@ static int parse_url(const char *url, struct fg_shard_cfg *s, const char **why)
     return 0;
 }
 
-static int parse_url(const char *url, struct fg_shard_cfg *s, const char **why);
-
-static void read_mint(struct rd *r, struct fg_ynode *n, struct fg_shard_cfg *s)
+static void read_mint(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_cfg *s)
 {
     const char *sec = "mint";
     if (fg_rd_expect(&r->rd, n, FG_Y_MAP, sec) != 0)
@@ -198,7 +185,7 @@ static void read_mint(struct rd *r, struct fg_ynode *n, struct fg_shard_cfg *s)
     if (m->issuer) {
         struct fg_shard_cfg probe = {0};
         const char *why = NULL;
-        if (parse_url(m->issuer, &probe, &why) != 0)
+        if (fg_cfg_parse_url(m->issuer, &probe, &why) != 0)
             fg_rd_err(&r->rd, fg_yaml_get(n, "issuer")->val, "mint.issuer \"%s\" %s", m->issuer,
                       why);
         free(probe.host);
@@ -213,7 +200,7 @@ static void read_mint(struct rd *r, struct fg_ynode *n, struct fg_shard_cfg *s)
     fg_rd_unknown(&r->rd, n, sec, "issuer, keyFile, audience, ttl");
 }
 
-static void read_shards(struct rd *r, struct fg_ynode *root)
+static void read_shards(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "shards");
     if (p == NULL || fg_yaml_is_null(p->val))
@@ -224,7 +211,7 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_shard_cfg *s = &r->cfg->shards[r->cfg->nshards++];
-        s->mark = mark_of(r, n);
+        s->mark = fg_cfg_mark(r, n);
         if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a shard") != 0)
             continue;
         const char *name = fg_rd_str(&r->rd, n, "name", 1, "shard");
@@ -233,7 +220,7 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
         if (url) {
             const char *why = NULL;
             s->url = fg_strdup(url);
-            if (parse_url(url, s, &why) != 0)
+            if (fg_cfg_parse_url(url, s, &why) != 0)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "shard url \"%s\" %s", url, why);
         }
         s->ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "caFile", 0, "shard"));
@@ -277,7 +264,7 @@ static void read_shards(struct rd *r, struct fg_ynode *root)
     }
 }
 
-static int shard_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out)
+int fg_cfg_shard_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out)
 {
     for (size_t i = 0; i < cfg->nshards; i++) {
         const char *s = cfg->shards[i].name;
@@ -289,7 +276,7 @@ static int shard_by_name(const struct fg_config *cfg, const char *name, size_t n
     return -1;
 }
 
-static int authn_by_name(const struct fg_config *cfg, const char *name, uint32_t *out)
+int fg_cfg_authn_by_name(const struct fg_config *cfg, const char *name, uint32_t *out)
 {
     for (size_t i = 0; i < cfg->nauthns; i++) {
         if (cfg->authns[i].name && strcmp(cfg->authns[i].name, name) == 0) {
@@ -300,7 +287,7 @@ static int authn_by_name(const struct fg_config *cfg, const char *name, uint32_t
     return -1;
 }
 
-static int wstype_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out)
+int fg_cfg_wstype_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out)
 {
     for (size_t i = 0; i < cfg->nwstypes; i++) {
         const char *s = cfg->wstypes[i].name;
@@ -314,10 +301,7 @@ static int wstype_by_name(const struct fg_config *cfg, const char *name, size_t 
 
 /* ---- routes ------------------------------------------------------------- */
 
-static char **str_list(struct rd *r, struct fg_ynode *n, const char *key, const char *section,
-                       size_t *count);
-
-static void read_token_endpoint(struct rd *r, struct fg_ynode *n, struct fg_route_cfg *rt)
+static void read_token_endpoint(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_route_cfg *rt)
 {
     const char *s = "tokenEndpoint";
     if (rt->kind != FG_ROUTE_WORKSPACE_ICEBERG) {
@@ -345,7 +329,7 @@ static void read_token_endpoint(struct rd *r, struct fg_ynode *n, struct fg_rout
     fg_rd_unknown(&r->rd, n, s, "path, authenticator, expiresIn");
 }
 
-static void read_routes(struct rd *r, struct fg_ynode *root)
+static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "routes");
     if (p == NULL || fg_yaml_is_null(p->val))
@@ -356,7 +340,7 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_route_cfg *rt = &r->cfg->routes[r->cfg->nroutes++];
-        rt->mark = mark_of(r, n);
+        rt->mark = fg_cfg_mark(r, n);
         if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a route") != 0)
             continue;
         const char *prefix = fg_rd_str(&r->rd, n, "prefix", 1, "route");
@@ -384,11 +368,11 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
                           "a workspace route prefix must end with '/' (e.g. /clusters/)");
         } else {
             rt->kind = FG_ROUTE_SHARD;
-            if (shard_by_name(r->cfg, shard, strlen(shard), &rt->shard) != 0)
+            if (fg_cfg_shard_by_name(r->cfg, shard, strlen(shard), &rt->shard) != 0)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"",
                           shard);
         }
-        rt->strip_headers = str_list(r, n, "stripHeaders", "route", &rt->nstrip_headers);
+        rt->strip_headers = fg_cfg_str_list(r, n, "stripHeaders", "route", &rt->nstrip_headers);
         const char *fp = fg_rd_str(&r->rd, n, "forwardedPrefix", 0, "route");
         if (fp && (fp[0] != '/' || strpbrk(fp, "\r\n?# ")))
             fg_rd_err(&r->rd, fg_yaml_get(n, "forwardedPrefix")->val,
@@ -402,477 +386,9 @@ static void read_routes(struct rd *r, struct fg_ynode *root)
     }
 }
 
-/* ---- authenticators ----------------------------------------------------- */
-
-static void read_static_keys(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
-{
-    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "staticKeys") != 0)
-        return;
-    a->kind = FG_AUTHN_STATIC_KEYS;
-    a->static_keys.file = fg_rd_dup(fg_rd_str(&r->rd, n, "file", 1, "staticKeys"));
-    a->static_keys.username_prefix =
-        fg_rd_dup(fg_rd_str(&r->rd, n, "usernamePrefix", 0, "staticKeys"));
-    fg_rd_unknown(&r->rd, n, "staticKeys", "file, usernamePrefix");
-}
-
-static void read_jwt(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
-{
-    a->kind = FG_AUTHN_JWT;
-    struct fg_jwt_cfg *j = fg_jwtcfg_read(&r->rd, n, r->cfg->dir);
-    if (j) {
-        a->jwts = fg_calloc(1, sizeof(*a->jwts));
-        a->jwts[a->njwts++] = j;
-    }
-}
-
-static char **str_list(struct rd *r, struct fg_ynode *n, const char *key, const char *section,
-                       size_t *count)
-{
-    struct fg_ynode **items;
-    int present;
-    char **out = NULL;
-    *count = 0;
-    if (fg_rd_strlist(&r->rd, n, key, section, &items, count, &present) != 0 || !present)
-        return NULL;
-    out = fg_calloc(*count, sizeof(char *));
-    for (size_t i = 0; i < *count; i++)
-        out[i] = fg_strdup(items[i]->str);
-    return out;
-}
-
-static void read_token_review(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
-{
-    const char *s = "tokenReview";
-    a->kind = FG_AUTHN_TOKEN_REVIEW;
-    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, s) != 0)
-        return;
-    struct fg_tokenreview_cfg *t = fg_calloc(1, sizeof(*t));
-    a->token_review = t;
-    t->url = fg_rd_dup(fg_rd_str(&r->rd, n, "url", 1, s));
-    if (t->url) {
-        struct fg_shard_cfg probe = {0};
-        const char *why = NULL;
-        if (parse_url(t->url, &probe, &why) != 0)
-            fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "tokenReview url \"%s\" %s", t->url, why);
-        free(probe.host);
-        free(probe.hostport);
-        free(probe.base_path);
-    }
-    t->ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "caFile", 0, s));
-    t->token_file = fg_rd_dup(fg_rd_str(&r->rd, n, "tokenFile", 0, s));
-    t->client_cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCertFile", 0, s));
-    t->client_key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientKeyFile", 0, s));
-    if (!t->client_cert_file != !t->client_key_file)
-        fg_rd_err(&r->rd, n, "tokenReview: clientCertFile and clientKeyFile go together");
-    if (t->token_file && t->client_cert_file)
-        fg_rd_err(&r->rd, n,
-                  "tokenReview: use tokenFile or clientCertFile/clientKeyFile, not both");
-    t->audiences = str_list(r, n, "audiences", s, &t->naudiences);
-    t->issuers = str_list(r, n, "issuers", s, &t->nissuers);
-    fg_rd_duration(&r->rd, n, "cacheTTL", 120000, 0, 86400000, &t->cache_ttl_ms);
-    fg_rd_duration(&r->rd, n, "negativeCacheTTL", 10000, 0, 3600000, &t->negative_cache_ttl_ms);
-    fg_rd_duration(&r->rd, n, "timeout", 5000, 100, 60000, &t->timeout_ms);
-    fg_rd_unknown(&r->rd, n, s,
-                  "url, caFile, tokenFile, clientCertFile, clientKeyFile, audiences, issuers, "
-                  "cacheTTL, negativeCacheTTL, timeout");
-}
-
-static void read_authn_file(struct rd *r, struct fg_ynode *n, struct fg_authn_cfg *a)
-{
-    a->kind = FG_AUTHN_JWT;
-    if (n->kind != FG_Y_SCALAR || n->len == 0) {
-        fg_rd_err(&r->rd, n, "authenticationConfigurationFile must be a file name");
-        return;
-    }
-    char *path = fg_config_path(r->cfg, n->str);
-    if (fg_jwtcfg_read_file(path, r->rd.errs, &a->jwts, &a->njwts) == 0 && a->njwts == 0)
-        fg_rd_err(&r->rd, n, "%s has no jwt authenticators", path);
-    free(path);
-}
-
-/* Issuer and discovery URLs are unique across every jwt entry (kube's rule). */
-static void check_issuers(struct rd *r)
-{
-    struct fg_config *cfg = r->cfg;
-    for (size_t a = 0; a < cfg->nauthns; a++) {
-        for (size_t i = 0; i < cfg->authns[a].njwts; i++) {
-            const struct fg_jwt_cfg *x = cfg->authns[a].jwts[i];
-            for (size_t b = a; b < cfg->nauthns; b++) {
-                for (size_t k = (b == a ? i + 1 : 0); k < cfg->authns[b].njwts; k++) {
-                    const struct fg_jwt_cfg *y = cfg->authns[b].jwts[k];
-                    const struct fg_mark *m = &cfg->authns[b].mark;
-                    if (strcmp(x->issuer_url, y->issuer_url) == 0)
-                        fg_errs_add(r->rd.errs, m->file, m->line, m->col,
-                                    "jwt issuer \"%s\" is configured twice (authenticators "
-                                    "\"%s\" and \"%s\")",
-                                    x->issuer_url, cfg->authns[a].name, cfg->authns[b].name);
-                    if (x->discovery_url && y->discovery_url &&
-                        strcmp(x->discovery_url, y->discovery_url) == 0)
-                        fg_errs_add(r->rd.errs, m->file, m->line, m->col,
-                                    "jwt discoveryURL \"%s\" is configured twice",
-                                    x->discovery_url);
-                }
-            }
-        }
-    }
-}
-
-static void read_authns(struct rd *r, struct fg_ynode *root)
-{
-    struct fg_ypair *p = fg_yaml_get(root, "authenticators");
-    if (p == NULL || fg_yaml_is_null(p->val))
-        return;
-    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "authenticators") != 0)
-        return;
-    r->cfg->authns = fg_calloc(p->val->nitems, sizeof(struct fg_authn_cfg));
-    for (size_t i = 0; i < p->val->nitems; i++) {
-        struct fg_ynode *n = p->val->items[i];
-        struct fg_authn_cfg *a = &r->cfg->authns[r->cfg->nauthns++];
-        a->mark = mark_of(r, n);
-        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "an authenticator") != 0)
-            continue;
-        a->name = fg_rd_dup(fg_rd_str(&r->rd, n, "name", 1, "authenticator"));
-        int kinds = 0;
-        struct fg_ypair *sk = fg_yaml_get(n, "staticKeys");
-        if (sk) {
-            kinds++;
-            read_static_keys(r, sk->val, a);
-        }
-        struct fg_ypair *jwt = fg_yaml_get(n, "jwt");
-        if (jwt) {
-            kinds++;
-            read_jwt(r, jwt->val, a);
-        }
-        struct fg_ypair *tr = fg_yaml_get(n, "tokenReview");
-        if (tr) {
-            kinds++;
-            read_token_review(r, tr->val, a);
-        }
-        struct fg_ypair *acf = fg_yaml_get(n, "authenticationConfigurationFile");
-        if (acf) {
-            kinds++;
-            read_authn_file(r, acf->val, a);
-        }
-        if (kinds != 1)
-            fg_rd_err(&r->rd, n,
-                      "authenticator \"%s\" needs exactly one of: staticKeys, jwt, "
-                      "authenticationConfigurationFile, tokenReview",
-                      a->name ? a->name : "?");
-        fg_rd_bool(&r->rd, n, "requireReady", 1, &a->require_ready);
-        fg_rd_unknown(&r->rd, n, "authenticator",
-                      "name, staticKeys, jwt, authenticationConfigurationFile, tokenReview, "
-                      "requireReady");
-        for (size_t j = 0; a->name && j + 1 < r->cfg->nauthns; j++)
-            if (r->cfg->authns[j].name && strcmp(r->cfg->authns[j].name, a->name) == 0)
-                fg_rd_err(&r->rd, n, "authenticator name \"%s\" is used twice", a->name);
-    }
-}
-
-static void read_authentication(struct rd *r, struct fg_ynode *root)
-{
-    struct fg_config *cfg = r->cfg;
-    struct fg_ypair *p = fg_yaml_get(root, "authentication");
-    struct fg_ynode *n = (p && !fg_yaml_is_null(p->val)) ? p->val : NULL;
-    if (n && fg_rd_expect(&r->rd, n, FG_Y_MAP, "authentication") != 0)
-        n = NULL;
-    struct fg_ynode **items;
-    size_t count;
-    int present = 0;
-    if (n && fg_rd_strlist(&r->rd, n, "global", "authentication", &items, &count, &present) == 0) {
-        cfg->global = fg_calloc(count, sizeof(uint32_t));
-        for (size_t i = 0; i < count; i++) {
-            if (authn_by_name(cfg, items[i]->str, &cfg->global[cfg->nglobal]) != 0) {
-                fg_rd_err(&r->rd, items[i],
-                          "authentication.global names unknown authenticator \"%s\"",
-                          items[i]->str);
-                continue;
-            }
-            for (size_t j = 0; j < cfg->nglobal; j++)
-                if (cfg->global[j] == cfg->global[cfg->nglobal])
-                    fg_rd_err(&r->rd, items[i], "authenticator \"%s\" is listed twice",
-                              items[i]->str);
-            cfg->nglobal++;
-        }
-    }
-    present = 0;
-    if (n)
-        fg_rd_strlist(&r->rd, n, "dropGroups", "authentication", &items, &count, &present);
-    if (present) {
-        cfg->drop_groups = fg_calloc(count, sizeof(char *));
-        for (size_t i = 0; i < count; i++)
-            cfg->drop_groups[cfg->ndrop_groups++] = fg_strdup(items[i]->str);
-    } else {
-        size_t nd = FG_ARRAY_LEN(default_drop_groups);
-        cfg->drop_groups = fg_calloc(nd, sizeof(char *));
-        for (size_t i = 0; i < nd; i++)
-            cfg->drop_groups[cfg->ndrop_groups++] = fg_strdup(default_drop_groups[i]);
-    }
-    uint64_t v;
-    fg_rd_duration(&r->rd, n, "tokenCacheTTL", 10000, 0, 3600000, &cfg->token_cache_ttl_ms);
-    fg_rd_size(&r->rd, n, "tokenCacheSize", 100000, 0, 10000000, &v);
-    cfg->token_cache_size = (uint32_t)v;
-    if (n)
-        fg_rd_unknown(&r->rd, n, "authentication",
-                      "global, dropGroups, tokenCacheTTL, tokenCacheSize");
-}
-
-static void read_wstypes(struct rd *r, struct fg_ynode *root)
-{
-    struct fg_ypair *p = fg_yaml_get(root, "workspaceTypes");
-    if (p == NULL || fg_yaml_is_null(p->val))
-        return;
-    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "workspaceTypes") != 0)
-        return;
-    r->cfg->wstypes = fg_calloc(p->val->nitems, sizeof(struct fg_wstype_cfg));
-    for (size_t i = 0; i < p->val->nitems; i++) {
-        struct fg_ynode *n = p->val->items[i];
-        struct fg_wstype_cfg *t = &r->cfg->wstypes[r->cfg->nwstypes++];
-        t->mark = mark_of(r, n);
-        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a workspace type") != 0)
-            continue;
-        t->name = fg_rd_dup(fg_rd_str(&r->rd, n, "name", 1, "workspaceType"));
-        if (t->name && !fg_index_valid_name(t->name, strlen(t->name)))
-            fg_rd_err(&r->rd, fg_yaml_get(n, "name")->val,
-                      "workspace type name \"%s\" must be a kcp path such as root:org:with-oidc",
-                      t->name);
-        struct fg_ynode **items;
-        size_t count;
-        int present;
-        if (fg_rd_strlist(&r->rd, n, "authenticators", "workspaceType", &items, &count, &present) ==
-            0) {
-            t->authns = fg_calloc(count, sizeof(uint32_t));
-            for (size_t j = 0; j < count; j++) {
-                if (authn_by_name(r->cfg, items[j]->str, &t->authns[t->nauthns]) != 0)
-                    fg_rd_err(&r->rd, items[j],
-                              "workspace type \"%s\" names unknown authenticator \"%s\"",
-                              t->name ? t->name : "?", items[j]->str);
-                else
-                    t->nauthns++;
-            }
-        }
-        fg_rd_unknown(&r->rd, n, "workspaceType", "name, authenticators");
-        for (size_t j = 0; t->name && j + 1 < r->cfg->nwstypes; j++)
-            if (r->cfg->wstypes[j].name && strcmp(r->cfg->wstypes[j].name, t->name) == 0)
-                fg_rd_err(&r->rd, n, "workspace type \"%s\" is declared twice", t->name);
-    }
-}
-
-/* ---- the workspace index ------------------------------------------------ */
-
-enum col { COL_CLUSTER, COL_PATH, COL_SHARD, COL_TYPE, COL_PHASE, COL_WAREHOUSE, NCOLS };
-static const char *const col_names[NCOLS] = {"cluster", "path",  "shard",
-                                             "type",    "phase", "warehouse"};
-
-struct field {
-    const char *s;
-    size_t n;
-    int col;  /* 1-based column in the line, for errors */
-    int line; /* when the field has a line of its own (YAML) */
-};
-
-#define FLINE(c) (f[c].line ? f[c].line : line)
-
-/* Validates one workspace and adds it; errors name (file, line, col of each field). */
-static int add_workspace(struct rd *r, const char *file, int line, int col, const struct field *f)
-{
-    struct fg_config *cfg = r->cfg;
-    uint32_t shard = 0, type = FG_WS_NO_TYPE;
-    uint8_t phase = FG_WS_READY;
-    int ok = 1;
-    if (f[COL_CLUSTER].s == NULL) {
-        fg_errs_add(r->rd.errs, file, line, col, "workspace needs a cluster");
-        return -1;
-    }
-    if (!fg_index_valid_name(f[COL_CLUSTER].s, f[COL_CLUSTER].n)) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
-                    "cluster \"%.*s\" is not a valid logical cluster name", (int)f[COL_CLUSTER].n,
-                    f[COL_CLUSTER].s);
-        ok = 0;
-    }
-    if (f[COL_PATH].s && !fg_index_valid_name(f[COL_PATH].s, f[COL_PATH].n)) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_PATH), f[COL_PATH].col,
-                    "path \"%.*s\" is not a valid workspace path (root:org:team)",
-                    (int)f[COL_PATH].n, f[COL_PATH].s);
-        ok = 0;
-    }
-    if (f[COL_SHARD].s == NULL) {
-        fg_errs_add(r->rd.errs, file, line, col, "workspace \"%.*s\" needs a shard",
-                    (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
-        ok = 0;
-    } else if (shard_by_name(cfg, f[COL_SHARD].s, f[COL_SHARD].n, &shard) != 0) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_SHARD), f[COL_SHARD].col, "unknown shard \"%.*s\"",
-                    (int)f[COL_SHARD].n, f[COL_SHARD].s);
-        ok = 0;
-    }
-    if (f[COL_TYPE].s && wstype_by_name(cfg, f[COL_TYPE].s, f[COL_TYPE].n, &type) != 0) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_TYPE), f[COL_TYPE].col,
-                    "unknown workspace type \"%.*s\" (declare it under workspaceTypes, with "
-                    "authenticators: [] if it has none)",
-                    (int)f[COL_TYPE].n, f[COL_TYPE].s);
-        ok = 0;
-    }
-    if (f[COL_PHASE].s) {
-        if (fg_strn_eqi(f[COL_PHASE].s, f[COL_PHASE].n, "Ready"))
-            phase = FG_WS_READY;
-        else if (fg_strn_eqi(f[COL_PHASE].s, f[COL_PHASE].n, "Unavailable"))
-            phase = FG_WS_UNAVAILABLE;
-        else {
-            fg_errs_add(r->rd.errs, file, FLINE(COL_PHASE), f[COL_PHASE].col,
-                        "phase \"%.*s\" must be Ready or Unavailable", (int)f[COL_PHASE].n,
-                        f[COL_PHASE].s);
-            ok = 0;
-        }
-    }
-    if (!ok)
-        return -1;
-    enum fg_index_add_result res =
-        fg_index_add(cfg->index, f[COL_CLUSTER].s, f[COL_CLUSTER].n, f[COL_PATH].s, f[COL_PATH].n,
-                     f[COL_WAREHOUSE].s, f[COL_WAREHOUSE].n, shard, type, phase);
-    if (res == FG_INDEX_DUP_CLUSTER) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_CLUSTER), f[COL_CLUSTER].col,
-                    "cluster \"%.*s\" is listed twice", (int)f[COL_CLUSTER].n, f[COL_CLUSTER].s);
-        return -1;
-    }
-    if (res == FG_INDEX_DUP_PATH) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_PATH), f[COL_PATH].col,
-                    "path \"%.*s\" is listed twice", (int)f[COL_PATH].n, f[COL_PATH].s);
-        return -1;
-    }
-    if (res == FG_INDEX_DUP_WAREHOUSE) {
-        fg_errs_add(r->rd.errs, file, FLINE(COL_WAREHOUSE), f[COL_WAREHOUSE].col,
-                    "warehouse \"%.*s\" is listed twice", (int)f[COL_WAREHOUSE].n,
-                    f[COL_WAREHOUSE].s);
-        return -1;
-    }
-    return 0;
-}
-
-static void read_workspaces(struct rd *r, struct fg_ynode *root)
-{
-    struct fg_ypair *p = fg_yaml_get(root, "workspaces");
-    if (p == NULL || fg_yaml_is_null(p->val))
-        return;
-    if (fg_rd_expect(&r->rd, p->val, FG_Y_SEQ, "workspaces") != 0)
-        return;
-    for (size_t i = 0; i < p->val->nitems; i++) {
-        struct fg_ynode *n = p->val->items[i];
-        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a workspace") != 0)
-            continue;
-        struct field f[NCOLS] = {{0}};
-        for (int c = 0; c < NCOLS; c++) {
-            const char *s = fg_rd_str(&r->rd, n, col_names[c], 0, "workspace");
-            struct fg_ypair *kp = fg_yaml_get(n, col_names[c]);
-            if (s) {
-                f[c].s = s;
-                f[c].n = strlen(s);
-                f[c].col = kp->val->col;
-                f[c].line = kp->val->line;
-            }
-        }
-        fg_rd_unknown(&r->rd, n, "workspace", "cluster, path, shard, type, phase, warehouse");
-        /* Field errors point at the value's own line; the line is the entry's. */
-        add_workspace(r, r->rd.file, n->line, n->col, f);
-    }
-}
-
-static size_t split_tabs(const char *line, size_t len, struct field *out, size_t max)
-{
-    size_t n = 0, start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i == len || line[i] == '\t') {
-            if (n < max) {
-                out[n].s = line + start;
-                out[n].n = i - start;
-                out[n].col = (int)start + 1;
-                out[n].line = 0;
-            }
-            n++;
-            start = i + 1;
-        }
-    }
-    return n;
-}
-
-int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs *errs)
-{
-    struct rd r = {{errs, cfg->file}, cfg};
-    size_t len;
-    char *text = fg_read_file(path, &len);
-    size_t before = errs->n;
-    if (text == NULL) {
-        fg_errs_add(errs, path, 0, 0, "cannot read index file: %s", strerror(errno));
-        return -1;
-    }
-    int map[NCOLS + 8];
-    size_t ncols = 0;
-    int lineno = 0;
-    for (size_t pos = 0; pos < len && errs->n - before < 20;) {
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t llen = nl ? (size_t)(nl - line) : len - pos;
-        pos += llen + 1;
-        lineno++;
-        if (llen > 0 && line[llen - 1] == '\r')
-            llen--;
-        if (llen == 0 || line[0] == '#')
-            continue;
-        struct field raw[NCOLS + 8];
-        size_t nf = split_tabs(line, llen, raw, FG_ARRAY_LEN(raw));
-        if (ncols == 0) {
-            /* The first line names the columns. */
-            if (nf > NCOLS) {
-                fg_errs_add(errs, path, lineno, 1, "header has %zu columns; at most %d", nf, NCOLS);
-                break;
-            }
-            int seen[NCOLS] = {0};
-            for (size_t i = 0; i < nf; i++) {
-                int c;
-                for (c = 0; c < NCOLS; c++)
-                    if (strlen(col_names[c]) == raw[i].n &&
-                        memcmp(col_names[c], raw[i].s, raw[i].n) == 0)
-                        break;
-                if (c == NCOLS || seen[c]) {
-                    fg_errs_add(errs, path, lineno, raw[i].col,
-                                "%s column \"%.*s\" in the header (the header names columns "
-                                "from: cluster, path, shard, type, phase, warehouse)",
-                                c == NCOLS ? "unknown" : "repeated", (int)raw[i].n, raw[i].s);
-                    goto out;
-                }
-                seen[c] = 1;
-                map[i] = c;
-            }
-            if (!seen[COL_CLUSTER] || !seen[COL_SHARD]) {
-                fg_errs_add(errs, path, lineno, 1,
-                            "the header line must name at least the cluster and shard columns "
-                            "(tab-separated)");
-                break;
-            }
-            ncols = nf;
-            continue;
-        }
-        if (nf > ncols) {
-            fg_errs_add(errs, path, lineno, raw[ncols].col,
-                        "%zu fields but the header names %zu columns", nf, ncols);
-            continue;
-        }
-        struct field f[NCOLS] = {{0}};
-        for (size_t i = 0; i < nf; i++) {
-            if (raw[i].n == 0 || (raw[i].n == 1 && raw[i].s[0] == '-'))
-                continue;
-            f[map[i]] = raw[i];
-        }
-        add_workspace(&r, path, lineno, 1, f);
-    }
-    if (ncols == 0 && errs->n == before)
-        fg_errs_add(errs, path, 0, 0, "index file has no header line");
-out:
-    free(text);
-    return errs->n == before ? 0 : -1;
-}
-
 /* ---- top level ---------------------------------------------------------- */
 
-static void read_limits(struct rd *r, struct fg_ynode *root)
+static void read_limits(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_limits *l = &r->cfg->limits;
     struct fg_ypair *p = fg_yaml_get(root, "limits");
@@ -898,7 +414,7 @@ static void read_limits(struct rd *r, struct fg_ynode *root)
                       "connectTimeout, shutdownGracePeriod, maxBufferBytes, upstreamIdleTimeout");
 }
 
-static void read_log(struct rd *r, struct fg_ynode *root)
+static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "log");
     struct fg_ynode *n = (p && !fg_yaml_is_null(p->val)) ? p->val : NULL;
@@ -924,7 +440,7 @@ static void read_log(struct rd *r, struct fg_ynode *root)
     fg_rd_unknown(&r->rd, n, "log", "level, accessLog");
 }
 
-static void check_references(struct rd *r, struct fg_ynode *root)
+static void check_references(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_config *cfg = r->cfg;
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -932,7 +448,7 @@ static void check_references(struct rd *r, struct fg_ynode *root)
         if (t == NULL || t->authn_name == NULL)
             continue;
         const struct fg_mark *m = &cfg->routes[i].mark;
-        if (authn_by_name(cfg, t->authn_name, &t->authn) != 0)
+        if (fg_cfg_authn_by_name(cfg, t->authn_name, &t->authn) != 0)
             fg_errs_add(r->rd.errs, m->file, m->line, m->col,
                         "tokenEndpoint names unknown authenticator \"%s\"", t->authn_name);
         else if (cfg->authns[t->authn].kind != FG_AUTHN_STATIC_KEYS)
@@ -959,7 +475,7 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     const char *slash = strrchr(file, '/');
     cfg->dir = slash ? fg_strndup(file, (size_t)(slash - file) + (slash == file)) : fg_strdup(".");
     cfg->index = fg_index_new();
-    struct rd r = {{errs, cfg->file}, cfg};
+    struct fg_cfgrd r = {{errs, cfg->file}, cfg};
     struct fg_ynode *root = fg_yaml_parse(cfg->file, text, len, errs);
     if (root == NULL)
         goto fail;
@@ -979,13 +495,13 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     read_listeners(&r, root);
     read_shards(&r, root);
     read_routes(&r, root);
-    read_authns(&r, root);
-    check_issuers(&r);
-    read_authentication(&r, root);
-    read_wstypes(&r, root);
+    fg_cfg_read_authns(&r, root);
+    fg_cfg_check_issuers(&r);
+    fg_cfg_read_authentication(&r, root);
+    fg_cfg_read_wstypes(&r, root);
     read_limits(&r, root);
     read_log(&r, root);
-    read_workspaces(&r, root);
+    fg_cfg_read_workspaces(&r, root);
     const char *ixf = fg_rd_str(&r.rd, root, "indexFile", 0, "config");
     if (ixf)
         cfg->index_file = fg_strdup(ixf);
@@ -1054,25 +570,11 @@ char *fg_config_path(const struct fg_config *cfg, const char *path)
     return fg_buf_take(&b);
 }
 
-static void free_strs(char **v, size_t n)
+void fg_cfg_free_strs(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
-}
-
-static void tokenreview_cfg_free(struct fg_tokenreview_cfg *t)
-{
-    if (t == NULL)
-        return;
-    free(t->url);
-    free(t->ca_file);
-    free(t->token_file);
-    free(t->client_cert_file);
-    free(t->client_key_file);
-    free_strs(t->audiences, t->naudiences);
-    free_strs(t->issuers, t->nissuers);
-    free(t);
 }
 
 void fg_config_free(struct fg_config *cfg)
@@ -1111,7 +613,7 @@ void fg_config_free(struct fg_config *cfg)
     for (size_t i = 0; i < cfg->nroutes; i++) {
         struct fg_route_cfg *rt = &cfg->routes[i];
         free(rt->prefix);
-        free_strs(rt->strip_headers, rt->nstrip_headers);
+        fg_cfg_free_strs(rt->strip_headers, rt->nstrip_headers);
         free(rt->forwarded_prefix);
         if (rt->token_endpoint) {
             free(rt->token_endpoint->path);
@@ -1127,7 +629,7 @@ void fg_config_free(struct fg_config *cfg)
         for (size_t j = 0; j < cfg->authns[i].njwts; j++)
             fg_jwtcfg_free(cfg->authns[i].jwts[j]);
         free(cfg->authns[i].jwts);
-        tokenreview_cfg_free(cfg->authns[i].token_review);
+        fg_cfg_tokenreview_free(cfg->authns[i].token_review);
     }
     free(cfg->authns);
     for (size_t i = 0; i < cfg->nwstypes; i++) {

@@ -468,40 +468,6 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
     fg_conn_maybe_finish(c);
 }
 
-static const char *iceberg_type(int status)
-{
-    switch (status) {
-    case 400:
-        return "BadRequestException";
-    case 401:
-        return "NotAuthorizedException";
-    case 403:
-        return "ForbiddenException";
-    case 404:
-        return "NoSuchWarehouseException";
-    case 405:
-        return "MethodNotAllowedException";
-    default:
-        return status >= 500 ? "ServiceUnavailableException" : "BadRequestException";
-    }
-}
-
-void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason, const char *message)
-{
-    struct fg_buf body = {0};
-    const struct fg_route_cfg *rt = c->req.match.route;
-    if (rt && rt->kind == FG_ROUTE_WORKSPACE_ICEBERG) {
-        /* Iceberg clients parse {"error":{...}}; 401 makes them refresh their token. */
-        if (status == 401)
-            message = "Not authorized to make this request";
-        fg_iceberg_error_json(&body, status, iceberg_type(status), message);
-    } else {
-        fg_status_json(&body, status, reason, message);
-    }
-    fg_conn_respond(c, status, "application/json", body.data, body.len);
-    fg_buf_free(&body);
-}
-
 static void parse_error(struct fg_conn *c, enum http_errno e)
 {
     int status = c->err_status;
@@ -836,24 +802,6 @@ static void drained(struct fg_conn *c)
         fg_up_unthrottle(c->up);
 }
 
-int fg_io_flush(struct bufferevent *bev)
-{
-    struct evbuffer *out = bufferevent_get_output(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    /* A socket bufferevent freezes the start of its output so only it drains it; we
-     * drain it the same way it would, then put the freeze back. */
-    evbuffer_unfreeze(out, 1);
-    while (evbuffer_get_length(out) > 0) {
-        if (evbuffer_write(out, fd) <= 0)
-            break; /* EAGAIN, or an error the bufferevent will report */
-    }
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) == 0)
-        return 1;
-    bufferevent_enable(bev, EV_WRITE);
-    return 0;
-}
-
 void fg_conn_flush(struct fg_conn *c)
 {
     for (int round = 0; round < 4 && !c->dead; round++) {
@@ -1010,36 +958,4 @@ void fg_conn_close_all(struct fg_worker *w)
     struct fg_conn *c;
     while ((c = TAILQ_FIRST(&w->conns)) != NULL)
         fg_conn_close(c);
-}
-
-void fg_worker_post_waiter(struct fg_authn_waiter *w)
-{
-    struct fg_worker *wk = w->owner;
-    pthread_mutex_lock(&wk->authq_lock);
-    w->post_next = wk->authq;
-    wk->authq = w;
-    pthread_mutex_unlock(&wk->authq_lock);
-    event_active(wk->authq_ev, EV_TIMEOUT, 1);
-}
-
-void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct fg_worker *wk = arg;
-    pthread_mutex_lock(&wk->authq_lock);
-    struct fg_authn_waiter *list = wk->authq, *fifo = NULL;
-    wk->authq = NULL;
-    pthread_mutex_unlock(&wk->authq_lock);
-    while (list) { /* the queue is LIFO; answer in arrival order */
-        struct fg_authn_waiter *next = list->post_next;
-        list->post_next = fifo;
-        fifo = list;
-        list = next;
-    }
-    while (fifo) {
-        struct fg_authn_waiter *next = fifo->post_next;
-        fifo->done(fifo);
-        fifo = next;
-    }
 }

@@ -1,0 +1,38 @@
+/*
+ * cfgread.h - what the config readers (config.c, authncfg.c, wscfg.c) share.
+ * Private to config/.
+ */
+#ifndef FG_CFGREAD_H
+#define FG_CFGREAD_H
+
+#include "config.h"
+#include "reader.h"
+
+struct fg_cfgrd {
+    struct fg_rd rd;
+    struct fg_config *cfg;
+};
+
+struct fg_mark fg_cfg_mark(struct fg_cfgrd *r, const struct fg_ynode *n);
+/* Splits an http(s) URL into s's scheme, host, port, hostport and base path. */
+int fg_cfg_parse_url(const char *url, struct fg_shard_cfg *s, const char **why);
+/* Name lookups: 0 with *out, or -1. */
+int fg_cfg_shard_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out);
+int fg_cfg_authn_by_name(const struct fg_config *cfg, const char *name, uint32_t *out);
+int fg_cfg_wstype_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out);
+/* A list of strings (copied), or NULL when absent. */
+char **fg_cfg_str_list(struct fg_cfgrd *r, struct fg_ynode *n, const char *key, const char *section,
+                       size_t *count);
+void fg_cfg_free_strs(char **v, size_t n);
+
+/* authncfg.c */
+void fg_cfg_read_authns(struct fg_cfgrd *r, struct fg_ynode *root);
+void fg_cfg_check_issuers(struct fg_cfgrd *r);
+void fg_cfg_read_authentication(struct fg_cfgrd *r, struct fg_ynode *root);
+void fg_cfg_read_wstypes(struct fg_cfgrd *r, struct fg_ynode *root);
+void fg_cfg_tokenreview_free(struct fg_tokenreview_cfg *t);
+
+/* wscfg.c */
+void fg_cfg_read_workspaces(struct fg_cfgrd *r, struct fg_ynode *root);
+
+#endif

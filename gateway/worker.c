@@ -1,0 +1,58 @@
+/*
+ * worker.c - small pieces of a worker's machinery: the queue that brings
+ * parked authentications back from other threads, and eager socket writes.
+ */
+#include "conn.h"
+#include "worker.h"
+
+#include <event2/buffer.h>
+
+void fg_worker_post_waiter(struct fg_authn_waiter *w)
+{
+    struct fg_worker *wk = w->owner;
+    pthread_mutex_lock(&wk->authq_lock);
+    w->post_next = wk->authq;
+    wk->authq = w;
+    pthread_mutex_unlock(&wk->authq_lock);
+    event_active(wk->authq_ev, EV_TIMEOUT, 1);
+}
+
+void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_worker *wk = arg;
+    pthread_mutex_lock(&wk->authq_lock);
+    struct fg_authn_waiter *list = wk->authq, *fifo = NULL;
+    wk->authq = NULL;
+    pthread_mutex_unlock(&wk->authq_lock);
+    while (list) { /* the queue is LIFO; answer in arrival order */
+        struct fg_authn_waiter *next = list->post_next;
+        list->post_next = fifo;
+        fifo = list;
+        list = next;
+    }
+    while (fifo) {
+        struct fg_authn_waiter *next = fifo->post_next;
+        fifo->done(fifo);
+        fifo = next;
+    }
+}
+
+int fg_io_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    /* A socket bufferevent freezes the start of its output so only it drains it; we
+     * drain it the same way it would, then put the freeze back. */
+    evbuffer_unfreeze(out, 1);
+    while (evbuffer_get_length(out) > 0) {
+        if (evbuffer_write(out, fd) <= 0)
+            break; /* EAGAIN, or an error the bufferevent will report */
+    }
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) == 0)
+        return 1;
+    bufferevent_enable(bev, EV_WRITE);
+    return 0;
+}
