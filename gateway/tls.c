@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 
 void fg_tls_init(void)
@@ -26,9 +27,17 @@ const char *fg_tls_error(void)
 const char *fg_tls_bev_error(struct bufferevent *bev)
 {
     static __thread char buf[256];
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (verify != X509_V_OK) {
+        /* The most useful line for an operator: why the peer's certificate was refused. */
+        snprintf(buf, sizeof(buf), "TLS: certificate verify failed: %s",
+                 X509_verify_cert_error_string(verify));
+        return buf;
+    }
     unsigned long e = bufferevent_get_openssl_error(bev);
-    if (e == 0)
-        return "connection closed during TLS";
+    if (e == 0 || ERR_GET_LIB(e) == 0)
+        return "TLS handshake failed";
     ERR_error_string_n(e, buf, sizeof(buf));
     return buf;
 }

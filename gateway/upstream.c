@@ -10,6 +10,7 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/x509v3.h>
@@ -498,13 +499,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (u->state == UP_CONNECTING) {
         const char *why = (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "connect failed";
         if (what & BEV_EVENT_ERROR) {
-            int dns = bufferevent_socket_get_dns_error(bev);
+            int dns = bufferevent_socket_get_dns_error(bev), err = EVUTIL_SOCKET_ERROR();
             if (dns)
                 why = evutil_gai_strerror(dns);
-            else if (u->snap->shard_ctx[u->shard] && bufferevent_get_openssl_error(bev))
-                why = fg_tls_bev_error(bev);
-            else if (EVUTIL_SOCKET_ERROR())
-                why = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+            else if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH)
+                why = evutil_socket_error_to_string(err);
+            else if (u->snap->shard_ctx[u->shard])
+                why = fg_tls_bev_error(bev); /* names a refused certificate */
+            else if (err)
+                why = evutil_socket_error_to_string(err);
         }
         fail(u, why);
         goto out;
