@@ -85,6 +85,7 @@ void fg_identity_unref(struct fg_identity *id)
         free(id->extra[i].values);
     }
     free(id->extra);
+    fg_identity_unref(id->global_view);
     free(id);
 }
 
@@ -148,6 +149,24 @@ struct fg_identity *fg_identity_policy_global(const struct fg_identity *id,
         for (size_t j = 0; j < id->extra[i].nvalues; j++)
             fg_identity_add_extra(out, id->extra[i].key, id->extra[i].values[j]);
     return out;
+}
+
+struct fg_identity *fg_identity_global_view(struct fg_identity *id, char *const *drop_groups,
+                                            size_t ndrop)
+{
+    struct fg_identity *view = __atomic_load_n(&id->global_view, __ATOMIC_ACQUIRE);
+    if (view == NULL) {
+        struct fg_identity *made = fg_identity_policy_global(id, drop_groups, ndrop);
+        struct fg_identity *expected = NULL;
+        if (__atomic_compare_exchange_n(&id->global_view, &expected, made, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            view = made;
+        else {
+            fg_identity_unref(made); /* another thread won: use its view */
+            view = expected;
+        }
+    }
+    return fg_identity_ref(view);
 }
 
 struct fg_identity *fg_identity_policy_workspace(const struct fg_identity *id, const char *cluster,

@@ -27,6 +27,7 @@ struct fg_identity {
     struct fg_extra *extra;
     size_t nextra;
     const char *authn; /* name of the authenticator that admitted it (static or snapshot-owned) */
+    struct fg_identity *global_view; /* fg_identity_global_view's result, made once (atomic) */
 };
 
 /* A new identity with one reference. Strings are copied. */
@@ -56,6 +57,15 @@ int fg_group_matches(const char *group, char *const *patterns, size_t npatterns)
  */
 struct fg_identity *fg_identity_policy_global(const struct fg_identity *id,
                                               char *const *drop_groups, size_t ndrop);
+
+/*
+ * fg_identity_policy_global, computed once per identity and shared by every
+ * request that presents it (a static key, a cached token): a new reference.
+ * Correct because an identity never outlives the config snapshot, and so the
+ * drop_groups, it was admitted under.
+ */
+struct fg_identity *fg_identity_global_view(struct fg_identity *id, char *const *drop_groups,
+                                            size_t ndrop);
 
 /*
  * Policy for identities from a workspace type's authenticators (kcp's

@@ -120,6 +120,37 @@ void fg_buf_printf(struct fg_buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+void fg_buf_add_dec(struct fg_buf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    fg_buf_add(b, tmp + sizeof(tmp) - n, n);
+}
+
+size_t fg_fmt_hex(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[15 - n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    memcpy(out, tmp + 16 - n, n);
+    out[n] = '\0';
+    return n;
+}
+
+void fg_buf_add_hex(struct fg_buf *b, uint64_t v)
+{
+    char tmp[17];
+    fg_buf_add(b, tmp, fg_fmt_hex(tmp, v));
+}
+
 void fg_buf_json_str(struct fg_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

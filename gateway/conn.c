@@ -44,7 +44,10 @@ static const struct fg_limits *limits(const struct fg_conn *c)
 static void timer_set(struct fg_conn *c, uint64_t ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    evtimer_add(c->timer, &tv);
+    /* Every connection of a worker uses the same few durations: libevent's common
+     * timeout queues make adding and removing them O(1) instead of heap operations. */
+    const struct timeval *common = event_base_init_common_timeout(c->w->base, &tv);
+    evtimer_add(c->timer, common ? common : &tv);
 }
 
 static void timer_clear(struct fg_conn *c)
@@ -276,7 +279,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
         return 0; /* answered locally: the body is discarded */
     struct evbuffer *out = bufferevent_get_output(c->up->bev);
     if (c->req.chunked) {
-        evbuffer_add_printf(out, "%zx\r\n", len);
+        fg_chunk_head(out, len);
         evbuffer_add(out, at, len);
         evbuffer_add(out, "\r\n", 2);
     } else {
@@ -587,7 +590,7 @@ static void chunk_data(void *arg, const char *p, size_t n)
     if (c->up == NULL || c->state != CS_FORWARD)
         return;
     struct evbuffer *out = bufferevent_get_output(c->up->bev);
-    evbuffer_add_printf(out, "%zx\r\n", n);
+    fg_chunk_head(out, n);
     evbuffer_add(out, p, n);
     evbuffer_add(out, "\r\n", 2);
     c->req.body_started = 1;

@@ -155,6 +155,9 @@ int fg_io_flush(struct bufferevent *bev);
 /* Flushes c's and its upstream's eager outputs; call at the end of every callback. */
 void fg_conn_flush(struct fg_conn *c);
 
+/* Appends a chunk-size line ("<hex>\r\n") to out. */
+void fg_chunk_head(struct evbuffer *out, size_t n);
+
 /* conn.c */
 void fg_conn_hold(struct fg_conn *c);
 void fg_conn_release(struct fg_conn *c);

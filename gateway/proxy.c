@@ -113,7 +113,7 @@ static int apply_policy(struct fg_req *r, struct fg_identity *raw, size_t member
     const struct fg_config *cfg = r->snap->cfg;
     struct fg_identity *id;
     if (member_idx < r->snap->nglobal) {
-        id = fg_identity_policy_global(raw, cfg->drop_groups, cfg->ndrop_groups);
+        id = fg_identity_global_view(raw, cfg->drop_groups, cfg->ndrop_groups);
     } else {
         const char *why = NULL;
         id = fg_identity_policy_workspace(raw, r->match.ws->cluster, &why);
@@ -400,7 +400,9 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
     add_hdr(b, "X-Forwarded-Proto", c->tls ? "https" : "http", c->tls ? 5 : 4);
     if (r->host_idx >= 0)
         add_hdr(b, "X-Forwarded-Host", host, hlen);
-    fg_buf_printf(b, "X-Forwarded-Port: %d\r\n", c->port);
+    fg_buf_adds(b, "X-Forwarded-Port: ");
+    fg_buf_add_dec(b, (uint64_t)c->port);
+    fg_buf_add(b, "\r\n", 2);
     if (r->match.route->forwarded_prefix)
         add_hdr(b, "X-Forwarded-Prefix", r->match.route->forwarded_prefix,
                 strlen(r->match.route->forwarded_prefix));
@@ -418,8 +420,11 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
     }
     if (r->chunked)
         fg_buf_adds(b, "Transfer-Encoding: chunked\r\n");
-    else if (r->has_cl)
-        fg_buf_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->cl);
+    else if (r->has_cl) {
+        fg_buf_adds(b, "Content-Length: ");
+        fg_buf_add_dec(b, r->cl);
+        fg_buf_add(b, "\r\n", 2);
+    }
     if (r->upgrade)
         fg_buf_adds(b, "Connection: Upgrade\r\n");
     fg_buf_add(b, "\r\n", 2);

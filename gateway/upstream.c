@@ -138,7 +138,9 @@ static int write_head(struct fg_upconn *u, struct fg_conn *c, int status)
     int no_body = r->method == HTTP_HEAD || status == 204 || status == 304 || status == 101;
     int upstream_cl = !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX;
     struct fg_buf b = {0};
-    fg_buf_printf(&b, "HTTP/1.1 %d ", status);
+    fg_buf_adds(&b, "HTTP/1.1 ");
+    fg_buf_add_dec(&b, (uint64_t)status);
+    fg_buf_addc(&b, ' ');
     if (m->first_len > 0)
         fg_buf_add(&b, m->raw.data, m->first_len);
     else
@@ -218,7 +220,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
         return -1;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->req.resp_chunked) {
-        evbuffer_add_printf(out, "%zx\r\n", len);
+        fg_chunk_head(out, len);
         evbuffer_add(out, at, len);
         evbuffer_add(out, "\r\n", 2);
     } else {

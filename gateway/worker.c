@@ -39,6 +39,15 @@ void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void fg_chunk_head(struct evbuffer *out, size_t n)
+{
+    char line[20];
+    size_t len = fg_fmt_hex(line, n);
+    line[len++] = '\r';
+    line[len++] = '\n';
+    evbuffer_add(out, line, len);
+}
+
 int fg_io_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
