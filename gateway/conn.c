@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -634,7 +635,7 @@ static void local_answer(struct fg_conn *c)
     void (*done)(struct fg_conn *, const char *, size_t) = c->local_done;
     c->local_done = NULL;
     if (c->local_too_big)
-        fg_conn_respond_status(c, 413, "RequestEntityTooLarge", "request body too large");
+        done(c, NULL, 0); /* the handler answers in its own dialect */
     else
         done(c, c->local_body.data ? c->local_body.data : "", c->local_body.len);
     if (c->local_body.data)
@@ -653,7 +654,7 @@ void fg_conn_read_body(struct fg_conn *c, size_t max,
         return;
     }
     if (r->has_cl && r->cl > max) {
-        fg_conn_respond_status(c, 413, "RequestEntityTooLarge", "request body too large");
+        done(c, NULL, 0);
         return;
     }
     c->local_done = done;
@@ -885,6 +886,28 @@ static void init_settings(void)
     req_settings.on_message_complete = on_message_complete;
 }
 
+/* "ip:port" ("[ip]:port" for IPv6) of our end of fd. */
+static void local_address(evutil_socket_t fd, char *out, size_t outsz)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "";
+    int port = 0, v6 = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+            port = ntohs(a->sin6_port);
+            v6 = 1;
+        } else {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+            port = ntohs(a->sin_port);
+        }
+    }
+    snprintf(out, outsz, v6 ? "[%s]:%d" : "%s:%d", ip, port);
+}
+
 void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
                     void *arg)
 {
@@ -930,6 +953,7 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
     else
         memcpy(c->peer, "unknown", 8);
+    local_address(fd, c->local, sizeof(c->local));
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->req.host_idx = c->req.auth_idx = -1;

@@ -98,6 +98,7 @@ struct fg_conn {
                 */
     int port;  /* listener port */
     char peer[INET6_ADDRSTRLEN];
+    char local[INET6_ADDRSTRLEN + 8]; /* our address as the client dialled it: host:port */
     http_parser parser;
     int parse_paused;
     int head_ready;            /* set by on_headers_complete, acted on after the parser returns */
@@ -167,9 +168,9 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
                      size_t body_len);
 void fg_conn_respond_status(struct fg_conn *c, int status, const char *reason, const char *message);
 /*
- * Reads the request body (at most max bytes; more is 413) and then calls
- * done, which must answer with fg_conn_respond*. For endpoints frontgate
- * serves itself (the token endpoint).
+ * Reads the request body (at most max bytes) and then calls done, which must
+ * answer with fg_conn_respond*; body is NULL when it was larger than max. For
+ * endpoints frontgate serves itself (the token endpoint).
  */
 void fg_conn_read_body(struct fg_conn *c, size_t max,
                        void (*done)(struct fg_conn *c, const char *body, size_t len));

@@ -398,8 +398,12 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
     }
     add_hdr(b, "X-Forwarded-For", c->peer, strlen(c->peer));
     add_hdr(b, "X-Forwarded-Proto", c->tls ? "https" : "http", c->tls ? 5 : 4);
+    /* Without a Host (HTTP/1.0), the address the client dialled: a catalog builds the
+     * URLs it hands out from X-Forwarded-Host, and they must lead back through us. */
     if (r->host_idx >= 0)
         add_hdr(b, "X-Forwarded-Host", host, hlen);
+    else
+        add_hdr(b, "X-Forwarded-Host", c->local, strlen(c->local));
     fg_buf_adds(b, "X-Forwarded-Port: ");
     fg_buf_add_dec(b, (uint64_t)c->port);
     fg_buf_add(b, "\r\n", 2);

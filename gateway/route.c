@@ -59,40 +59,54 @@ static int prefix_matches(const struct fg_route_cfg *r, const char *path, size_t
     return path[r->prefix_len] == '/';
 }
 
-/* Percent-decodes the value of `name` in a query into out; 0, or -1 when absent or bad. */
+/* Form-decodes q[0..n) into out (NUL-terminated); its length, or -1 (bad escape, control, room). */
+static long decode(const char *q, size_t n, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (size_t k = 0; k < n; k++) {
+        int c = (unsigned char)q[k];
+        if (c == '%') {
+            int hi = k + 2 < n ? fg_hexval((unsigned char)q[k + 1]) : -1;
+            int lo = k + 2 < n ? fg_hexval((unsigned char)q[k + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi << 4 | lo;
+            k += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c < 0x20 || c == 0x7f || o + 1 >= outsz)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+/*
+ * The decoded value of the one query parameter whose decoded name is `name`.
+ * 0, or -1 when it is absent, empty, malformed or given more than once
+ * (`warehouse=a&%77arehouse=b` must not let the catalog pick another value
+ * than the one frontgate authorized).
+ */
 static int query_param(const char *q, size_t qlen, const char *name, char *out, size_t outsz)
 {
-    size_t nl = strlen(name);
+    int found = 0;
     for (size_t i = 0; q && i < qlen;) {
         size_t end = i;
         while (end < qlen && q[end] != '&')
             end++;
-        if (end - i > nl && memcmp(q + i, name, nl) == 0 && q[i + nl] == '=') {
-            size_t o = 0;
-            for (size_t k = i + nl + 1; k < end; k++) {
-                int c = (unsigned char)q[k];
-                if (c == '%') {
-                    if (k + 2 >= end)
-                        return -1;
-                    int hi = fg_hexval((unsigned char)q[k + 1]);
-                    int lo = fg_hexval((unsigned char)q[k + 2]);
-                    if (hi < 0 || lo < 0)
-                        return -1;
-                    c = hi << 4 | lo;
-                    k += 2;
-                } else if (c == '+') {
-                    c = ' ';
-                }
-                if (c < 0x20 || c == 0x7f || o + 1 >= outsz)
-                    return -1;
-                out[o++] = (char)c;
-            }
-            out[o] = '\0';
-            return o > 0 ? 0 : -1;
+        const char *eq = memchr(q + i, '=', end - i);
+        size_t nlen = (size_t)((eq ? eq : q + end) - (q + i));
+        char pname[64];
+        if (decode(q + i, nlen, pname, sizeof(pname)) >= 0 && strcmp(pname, name) == 0) {
+            if (found++ || eq == NULL ||
+                decode(eq + 1, (size_t)(q + end - eq - 1), out, outsz) <= 0)
+                return -1;
         }
         i = end + 1;
     }
-    return -1;
+    return found ? 0 : -1;
 }
 
 static enum fg_route_outcome resolve_iceberg(const struct fg_config *cfg, struct fg_route_match *m)
@@ -147,6 +161,7 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *
             break;
         }
     }
+    m->route = r; /* even for a 400: the answer speaks the route's dialect */
     /* Checked before "no route": a hostile path gets 400 whatever the config. */
     size_t from = r ? r->prefix_len : 1;
     if (r && r->prefix[r->prefix_len - 1] != '/')

@@ -34,7 +34,12 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
     struct fg_req *r = &c->req;
     char grant[128], id[MAX_FIELD], secret[MAX_FIELD], hid[MAX_FIELD], hsecret[MAX_FIELD];
     int have_form_id = 0, have_basic = 0;
-    if (fg_form_get(body, len, "grant_type", grant, sizeof(grant)) != 0) {
+    if (body == NULL) {
+        oauth_error(c, 413, "invalid_request", "request body too large");
+        return;
+    }
+    /* RFC 6749 3.2: a parameter sent without a value is treated as omitted. */
+    if (fg_form_get(body, len, "grant_type", grant, sizeof(grant)) != 0 || grant[0] == '\0') {
         oauth_error(c, 400, "invalid_request", "grant_type is required");
         return;
     }
@@ -47,8 +52,9 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
         const char *v = fg_req_header(r, r->auth_idx, &vlen);
         have_basic = fg_basic_credentials(v, vlen, hid, sizeof(hid), hsecret, sizeof(hsecret)) == 0;
     }
-    have_form_id = fg_form_get(body, len, "client_id", id, sizeof(id)) == 0 &&
-                   fg_form_get(body, len, "client_secret", secret, sizeof(secret)) == 0;
+    have_form_id = fg_form_get(body, len, "client_id", id, sizeof(id)) == 0 && id[0] &&
+                   fg_form_get(body, len, "client_secret", secret, sizeof(secret)) == 0 &&
+                   secret[0];
     /* The Basic header is what OAuth2 recommends; it wins over form fields. */
     const char *cid = have_basic ? hid : have_form_id ? id : NULL;
     const char *csecret = have_basic ? hsecret : have_form_id ? secret : NULL;

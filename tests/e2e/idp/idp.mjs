@@ -26,6 +26,12 @@
 //   jwks                    the public JWKS (every key)            -> {keys, kid}
 //   counts                  requests served by path                -> {discovery, jwks, token, total}
 //   tokenClaims {claims}    claims added to tokens from the /token endpoint
+//   tokenResponse {status, expiresIn}
+//                           how /token answers from now on: status (e.g. 500: an OAuth2
+//                           server_error body instead of a token; null or 200: a token) and
+//                           the expires_in it reports (null: oauth2-mock-server's 3600)
+//   tokenRequests           the /token requests served so far -> {requests: [{authorization,
+//                           contentType, body}]} (body: the parsed form)
 //   quit                    exit
 import { readFileSync } from "node:fs";
 import { createServer } from "node:https";
@@ -69,8 +75,24 @@ await issuer.keys.generate("RS256", { kid: currentKid });
 
 const counts = { discovery: 0, jwks: 0, token: 0, total: 0 };
 let tokenClaims = {};
+let tokenStatus = 200;
+let tokenExpiresIn = null;
+const tokenRequests = [];
 const retired = new Set();
 service.on("beforeTokenSigning", (token) => Object.assign(token.payload, tokenClaims));
+service.on("beforeResponse", (response, req) => {
+    tokenRequests.push({
+        authorization: req.headers.authorization ?? null,
+        contentType: req.headers["content-type"] ?? null,
+        body: { ...req.body },
+    });
+    if (tokenStatus !== 200) {
+        response.statusCode = tokenStatus;
+        response.body = { error: "server_error", error_description: "the IdP was told to fail" };
+    } else if (tokenExpiresIn !== null) {
+        response.body.expires_in = tokenExpiresIn;
+    }
+});
 
 const handler = service.requestHandler;
 let server = null;
@@ -176,6 +198,12 @@ async function handle(req) {
         case "tokenClaims":
             tokenClaims = req.claims || {};
             return {};
+        case "tokenResponse":
+            tokenStatus = req.status ?? 200;
+            tokenExpiresIn = req.expiresIn ?? null;
+            return {};
+        case "tokenRequests":
+            return { requests: tokenRequests };
         case "quit":
             await close();
             out({ ok: true });
