@@ -3,7 +3,7 @@
 #   make test    build (normal and ASan+UBSan) and run every test
 #   make bench   run the side-by-side benchmark against nginx and HAProxy
 #   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own
-.PHONY: all build demo test test-quick bench bench-jwt check-format format clean
+.PHONY: all build demo test test-quick bench bench-jwt fuzz check-format format clean
 
 all: build
 
@@ -39,3 +39,14 @@ check-format:
 
 clean:
 	rm -rf build build-asan
+
+# libFuzzer targets (clang): FUZZ_SECONDS per target, corpora in build-fuzz/corpus/
+FUZZ_SECONDS ?= 60
+fuzz:
+	@.ci/install-deps test
+	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false >/dev/null
+	@ninja -C build-fuzz
+	@for f in chunked route keys config jwt; do mkdir -p build-fuzz/corpus/$$f; \
+	  echo "== fuzz_$$f ($(FUZZ_SECONDS)s)"; \
+	  build-fuzz/tests/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ \
+	    build-fuzz/corpus/$$f 2>&1 | grep -E "ERROR|Done" || exit 1; done

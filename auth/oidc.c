@@ -32,9 +32,9 @@ struct fg_oidc {
     uint64_t backoff_ms;
     unsigned timer_gen;
 
-    _Atomic int busy; /* pending fetcher callbacks that still use the provider */
-    _Atomic int ready;
-    _Atomic unsigned long fetches;
+    int busy; /* atomic: pending fetcher callbacks that still use the provider */
+    int ready;             /* atomic */
+    unsigned long fetches; /* atomic */
 
     pthread_mutex_t lock; /* guards what workers touch */
     struct fg_keyset *keys;

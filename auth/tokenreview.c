@@ -41,8 +41,8 @@ struct tr_authn {
     struct stat token_st;
     int stopped;
 
-    _Atomic int busy;
-    _Atomic unsigned long sent;
+    int busy; /* atomic */
+    unsigned long sent; /* atomic */
     pthread_mutex_t lock; /* guards flights */
     struct flight *flights;
 };

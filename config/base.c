@@ -332,16 +332,16 @@ void fg_random(void *buf, size_t n)
     }
 }
 
-static _Atomic int log_level = FG_LOG_INFO;
+static int log_level = FG_LOG_INFO; /* atomic */
 
 void fg_log_set_level(enum fg_log_level level)
 {
-    log_level = level;
+    __atomic_store_n(&log_level, (int)level, __ATOMIC_RELAXED);
 }
 
 int fg_log_enabled(enum fg_log_level level)
 {
-    return (int)level >= log_level;
+    return (int)level >= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
 void fg_log_write(const char *line, size_t n)

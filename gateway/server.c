@@ -26,8 +26,8 @@ struct server {
     size_t nworkers;
     uint64_t generation;
     struct event *sighup, *sigterm, *sigint, *grace, *wake;
-    _Atomic int running; /* workers still in their loops */
-    _Atomic int force;   /* the grace period is over */
+    int running; /* atomic: workers still in their loops */
+    int force;   /* atomic: the grace period is over */
     int draining;
 };
 

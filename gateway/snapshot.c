@@ -11,7 +11,7 @@
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fg_snapshot *current;
-static _Atomic uint64_t current_generation;
+static uint64_t current_generation; /* atomic */
 
 uint64_t fg_snapshot_generation(void)
 {

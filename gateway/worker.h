@@ -51,10 +51,10 @@ struct fg_worker {
 
 /* Process-wide state the workers read. */
 struct fg_server_state {
-    _Atomic long conns;    /* open client connections, all workers */
-    _Atomic long requests; /* requests in flight, all workers */
-    _Atomic int draining;  /* SIGTERM received: stop accepting, finish in-flight */
-    _Atomic int ready;     /* listeners up and config loaded */
+    long conns;    /* atomic: open client connections, all workers */
+    long requests; /* atomic: requests in flight, all workers */
+    int draining;  /* atomic: SIGTERM received: stop accepting, finish in-flight */
+    int ready;     /* atomic: listeners up and config loaded */
 };
 
 extern struct fg_server_state fg_state;

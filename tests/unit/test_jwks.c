@@ -214,8 +214,8 @@ static void unknown_types_skipped(void)
     static const char *const odd[] = {
         "{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}",
         "{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}",
-        "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":"
-        "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+        ("{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":"
+         "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}"),
         "{\"kty\":\"EC\",\"crv\":\"secp256k1\",\"x\":\"AA\",\"y\":\"AA\"}",
         "{\"kty\":\"rsa\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
         "{\"n\":\"AQAB\",\"e\":\"AQAB\"}",
