@@ -52,10 +52,11 @@ static const struct alg_info {
 /*
  * Per-thread caches, because the request path repeats two costly steps on the
  * same inputs:
- * - the header: an issuer's tokens share a handful of headers and jansson
- *   takes about 2 us for one, so the last header segment that passed the
- *   header checks is kept with its parsed object, shared read-only by
- *   reference (tokens from other issuers simply parse);
+ * - the header: an issuer's tokens share a handful of headers, so the last
+ *   header segment that passed the header checks is kept with its parsed
+ *   document, shared read-only by (atomic) reference: a token keeps its
+ *   header alive wherever it is cleared, and the thread's exit only drops the
+ *   cache's reference (tokens from other issuers simply parse);
  * - verification contexts for the last few (key, alg) pairs: with OpenSSL 3.0
  *   a new EVP_PKEY_CTX costs a provider fetch, about a fifth of an RSA-2048
  *   verification. A cached context holds a reference on its key, so the key
@@ -75,7 +76,7 @@ struct vctx {
 struct tcache {
     struct vctx vctxs[NCTX];
     uint64_t clock;
-    json_t *header;
+    struct fg_json_doc *header;
     size_t header_len;
     char header_seg[HEADER_SEG_MAX];
 };
@@ -98,7 +99,7 @@ static void drop_tcache(void *p)
 
     for (int i = 0; i < NCTX; i++)
         drop_vctx(&c->vctxs[i]);
-    json_decref(c->header);
+    fg_json_free(c->header);
     c->header = NULL;
     c->header_len = 0;
 }
@@ -121,8 +122,8 @@ static void arm_tcache(void)
 
 /* ---- base64url ---- */
 
-/* base64url digit values of ASCII; -1 for bytes outside the alphabet. */
-static const signed char b64vals[128] = {
+/* base64url digit values of bytes; -1 for bytes outside the alphabet. */
+static const signed char b64vals[256] = {
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0x00 */
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0x10 */
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, /* 0x20 '-' */
@@ -131,29 +132,48 @@ static const signed char b64vals[128] = {
     15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63, /* 0x50 P-Z '_' */
     -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, /* 0x60 a-o */
     41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1, /* 0x70 p-z */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0x80 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0x90 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0xa0 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0xb0 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0xc0 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0xd0 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0xe0 */
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, /* 0xf0 */
 };
 
 static int b64val(unsigned char c)
 {
-    return c < 128 ? b64vals[c] : -1;
+    return b64vals[c];
 }
 
+/* Four characters as 24 bits, or -1 when one is outside the alphabet. */
+static int32_t b64quad(const unsigned char *s)
+{
+    int32_t a = b64vals[s[0]], b = b64vals[s[1]], c = b64vals[s[2]], d = b64vals[s[3]];
+
+    return (a | b | c | d) < 0 ? -1 : a << 18 | b << 12 | c << 6 | d;
+}
+
+/* Whole quads first (the claims and the signature of every token pass here), then the tail. */
 long fg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outsz)
 {
-    size_t rem = len % 4, n = len / 4 * 3 + (rem ? rem - 1 : 0), o = 0;
+    const unsigned char *s = (const unsigned char *)in;
+    size_t rem = len % 4, n = len / 4 * 3 + (rem ? rem - 1 : 0), o = 0, i = 0;
     uint32_t acc = 0;
     int ok = rem != 1 && n <= outsz && n <= LONG_MAX;
 
-    for (size_t i = 0; ok && i < len; i++) {
-        int v = b64val((unsigned char)in[i]);
+    for (; ok && i + 4 <= len; i += 4, o += 3) {
+        int32_t v = b64quad(s + i);
+        ok = v >= 0;
+        out[o] = (unsigned char)(v >> 16);
+        out[o + 1] = (unsigned char)(v >> 8);
+        out[o + 2] = (unsigned char)v;
+    }
+    for (; ok && i < len; i++) {
+        int v = b64val(s[i]);
         ok = v >= 0;
         acc = acc << 6 | (uint32_t)(v & 63);
-        if (i % 4 == 3) {
-            out[o++] = (unsigned char)(acc >> 16);
-            out[o++] = (unsigned char)(acc >> 8);
-            out[o++] = (unsigned char)acc;
-            acc = 0;
-        }
     }
     /* The unused low bits of the last character must be zero: one encoding per value. */
     if (ok && rem == 2) {
@@ -233,50 +253,30 @@ static int jwt_shaped(const char *tok, size_t len, struct segs *s)
            (b64val((unsigned char)s->p[0][0]) << 2 | b64val((unsigned char)s->p[0][1]) >> 4) == '{';
 }
 
-/*
- * True when s nests arrays and objects deeper than FG_JWT_MAX_DEPTH (brackets
- * in strings don't count). Malformed JSON is jansson's to refuse.
- */
-static int too_deep(const unsigned char *s, size_t n)
-{
-    int depth = 0, in_str = 0;
-
-    for (size_t i = 0; i < n && depth <= FG_JWT_MAX_DEPTH; i++) {
-        if (in_str) {
-            if (s[i] == '\\')
-                i++;
-            else if (s[i] == '"')
-                in_str = 0;
-        } else if (s[i] == '"') {
-            in_str = 1;
-        } else if (s[i] == '{' || s[i] == '[') {
-            depth++;
-        } else if (s[i] == '}' || s[i] == ']') {
-            depth--;
-        }
-    }
-    return depth > FG_JWT_MAX_DEPTH;
-}
-
-/* Decodes segment seg and loads it as a JSON object; NULL with *why otherwise. */
-static json_t *load_segment(const char *seg, size_t len, int claims, const char **why)
+/* Decodes segment seg and parses it as a JSON object; NULL with *why otherwise. */
+static struct fg_json_doc *load_segment(const char *seg, size_t len, int claims, const char **why)
 {
     unsigned char buf[DECODED_MAX];
     long n = fg_b64url_decode(seg, len, buf, sizeof(buf));
-    json_t *j = NULL;
+    struct fg_json_doc *doc = NULL;
+    enum fg_json_status st = FG_JSON_INVALID;
+    const char *json_why;
 
+    if (n >= 0)
+        st = fg_json_parse((const char *)buf, (size_t)n, FG_JWT_MAX_DEPTH, &doc, &json_why);
+    if (st == FG_JSON_OK && !fg_json_is(fg_json_root(doc), FG_JSON_OBJECT)) {
+        fg_json_free(doc);
+        doc = NULL;
+        st = FG_JSON_INVALID;
+    }
     if (n < 0)
         *why = claims ? "token claims are not canonical base64url"
                       : "token header is not canonical base64url";
-    else if (too_deep(buf, (size_t)n))
+    else if (st == FG_JSON_TOO_DEEP)
         *why = claims ? "token claims are nested too deeply" : "token header is nested too deeply";
-    else if ((j = json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL)) == NULL ||
-             !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
+    else if (st != FG_JSON_OK)
         *why = claims ? "token claims are not a JSON object" : "token header is not a JSON object";
-    }
-    return j;
+    return doc;
 }
 
 static int alg_by_name(const char *name, enum fg_jwt_alg *alg)
@@ -294,8 +294,8 @@ static int alg_by_name(const char *name, enum fg_jwt_alg *alg)
 
 static int check_header(struct fg_jwt *t, const char **why)
 {
-    const char *alg = json_string_value(json_object_get(t->header, "alg"));
-    json_t *kid = json_object_get(t->header, "kid");
+    const struct fg_json *h = fg_json_root(t->header), *kid = fg_json_get(h, "kid");
+    const char *alg = fg_json_string(fg_json_get(h, "alg"), NULL);
     int rc = -1;
 
     if (alg == NULL)
@@ -306,30 +306,30 @@ static int check_header(struct fg_jwt *t, const char **why)
         *why = "HMAC tokens (HS*) are not accepted";
     else if (alg_by_name(alg, &t->alg) < 0)
         *why = "unsupported token alg";
-    else if (json_object_get(t->header, "crit") != NULL)
+    else if (fg_json_get(h, "crit") != NULL)
         *why = "critical token header extensions are not supported";
-    else if (kid != NULL && !json_is_string(kid))
+    else if (kid != NULL && !fg_json_is(kid, FG_JSON_STRING))
         *why = "token kid is not a string";
     else
         rc = 0;
-    t->kid = json_string_value(kid);
+    t->kid = fg_json_string(kid, NULL);
     return rc;
 }
 
 /* The header for segment seg: this thread's cached one, or freshly loaded. */
-static json_t *get_header(const char *seg, size_t len, const char **why)
+static struct fg_json_doc *get_header(const char *seg, size_t len, const char **why)
 {
     if (tc.header != NULL && len == tc.header_len && memcmp(seg, tc.header_seg, len) == 0)
-        return json_incref(tc.header);
+        return fg_json_ref(tc.header);
     return load_segment(seg, len, 0, why);
 }
 
-static void keep_header(const char *seg, size_t len, json_t *header)
+static void keep_header(const char *seg, size_t len, struct fg_json_doc *header)
 {
     if (header != tc.header && len <= sizeof(tc.header_seg)) {
         arm_tcache();
-        json_decref(tc.header);
-        tc.header = json_incref(header);
+        fg_json_free(tc.header);
+        tc.header = fg_json_ref(header);
         memcpy(tc.header_seg, seg, len);
         tc.header_len = len;
     }
@@ -359,7 +359,7 @@ static int decode_sig(struct fg_jwt *t, const char *seg, size_t len, const char 
 /* Header, claims and signature of a three-segment token into t; the caller clears t on -1. */
 static int parse_segments(struct fg_jwt *t, const struct segs *s, const char **why)
 {
-    json_t *iss;
+    const struct fg_json *iss;
     int rc = -1;
 
     t->header = get_header(s->p[0], s->len[0], why);
@@ -368,8 +368,8 @@ static int parse_segments(struct fg_jwt *t, const struct segs *s, const char **w
         t->claims = load_segment(s->p[1], s->len[1], 1, why);
     }
     if (t->claims != NULL && decode_sig(t, s->p[2], s->len[2], why) == 0) {
-        iss = json_object_get(t->claims, "iss");
-        t->iss = json_string_value(iss);
+        iss = fg_json_get(fg_json_root(t->claims), "iss");
+        t->iss = fg_json_string(iss, NULL);
         if (iss != NULL && t->iss == NULL)
             *why = "token iss is not a string";
         else
@@ -404,8 +404,8 @@ enum fg_jwt_parse_result fg_jwt_parse(const char *tok, size_t len, struct fg_jwt
 
 void fg_jwt_clear(struct fg_jwt *t)
 {
-    json_decref(t->header);
-    json_decref(t->claims);
+    fg_json_free(t->header);
+    fg_json_free(t->claims);
     if (t->sig != NULL)
         OPENSSL_cleanse(t->sig, t->sig_len);
     free(t->sig);
@@ -590,41 +590,30 @@ int fg_jwt_verify(const struct fg_jwt *t, EVP_PKEY *key, const char **why)
 /* ---- claims ---- */
 
 /* A string claim, or an array claim, seen as a list of values. */
-static size_t nvalues(json_t *v)
+static size_t nvalues(const struct fg_json *v)
 {
-    return json_is_array(v) ? json_array_size(v) : 1;
+    return fg_json_is(v, FG_JSON_ARRAY) ? fg_json_len(v) : 1;
 }
 
-static const char *value_at(json_t *v, size_t i)
+static const char *value_at(const struct fg_json *v, size_t i)
 {
-    return json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
+    return fg_json_string(fg_json_is(v, FG_JSON_ARRAY) ? fg_json_at(v, i) : v, NULL);
 }
 
 /* True for a string or an array of strings. */
-static int is_strings(json_t *v)
+static int is_strings(const struct fg_json *v)
 {
-    int ok = json_is_string(v) || json_is_array(v);
+    int arr = fg_json_is(v, FG_JSON_ARRAY), ok = arr || fg_json_is(v, FG_JSON_STRING);
 
-    for (size_t i = 0; ok && json_is_array(v) && i < json_array_size(v); i++)
-        ok = json_is_string(json_array_get(v, i));
+    for (size_t i = 0; ok && arr && i < fg_json_len(v); i++)
+        ok = fg_json_is(fg_json_at(v, i), FG_JSON_STRING);
     return ok;
 }
 
 /* v < t for a JSON number; fractional seconds compare as such. */
-static int num_before(json_t *v, int64_t t)
+static int num_before(const struct fg_json *v, int64_t t)
 {
-    return json_is_integer(v) ? json_integer_value(v) < t : json_real_value(v) < (double)t;
-}
-
-static int64_t num_seconds(json_t *v)
-{
-    double d = json_real_value(v);
-
-    if (json_is_integer(v))
-        return json_integer_value(v);
-    if (d >= 9.2e18)
-        return INT64_MAX;
-    return d <= -9.2e18 ? INT64_MIN : (int64_t)d;
+    return fg_json_is(v, FG_JSON_INT) ? fg_json_int(v) < t : fg_json_real(v) < (double)t;
 }
 
 static int check_issuer(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg, const char **why)
@@ -639,32 +628,32 @@ static int check_issuer(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg, co
     return ok ? 0 : -1;
 }
 
-static int check_time(json_t *c, int64_t now, int64_t *exp, const char **why)
+static int check_time(const struct fg_json *c, int64_t now, int64_t *exp, const char **why)
 {
-    json_t *e = json_object_get(c, "exp"), *nbf = json_object_get(c, "nbf");
+    const struct fg_json *e = fg_json_get(c, "exp"), *nbf = fg_json_get(c, "nbf");
     int64_t late = now > INT64_MAX - FG_JWT_NBF_LEEWAY ? INT64_MAX : now + FG_JWT_NBF_LEEWAY;
     int rc = -1;
 
-    if (json_is_number(e) && exp != NULL)
-        *exp = num_seconds(e);
-    if (!json_is_number(e))
+    if (exp != NULL)
+        fg_json_seconds(e, exp); /* left alone when e is not a number */
+    if (!fg_json_is_number(e))
         *why = "token exp missing or not a number";
     else if (num_before(e, now))
         *why = "token expired";
-    else if (nbf != NULL && !json_is_null(nbf) && !json_is_number(nbf))
+    else if (nbf != NULL && !fg_json_is(nbf, FG_JSON_NULL) && !fg_json_is_number(nbf))
         *why = "token nbf is not a number";
-    else if (json_is_number(nbf) && !json_is_integer(nbf) && (double)late < json_real_value(nbf))
+    else if (fg_json_is(nbf, FG_JSON_REAL) && (double)late < fg_json_real(nbf))
         *why = "token not valid yet";
-    else if (json_is_integer(nbf) && late < json_integer_value(nbf))
+    else if (fg_json_is(nbf, FG_JSON_INT) && late < fg_json_int(nbf))
         *why = "token not valid yet";
     else
         rc = 0;
     return rc;
 }
 
-static int check_aud(json_t *c, const struct fg_jwt_cfg *cfg, const char **why)
+static int check_aud(const struct fg_json *c, const struct fg_jwt_cfg *cfg, const char **why)
 {
-    json_t *aud = json_object_get(c, "aud");
+    const struct fg_json *aud = fg_json_get(c, "aud");
     int typed = aud == NULL || is_strings(aud), match = 0;
 
     for (size_t i = 0; aud != NULL && typed && !match && i < nvalues(aud); i++)
@@ -676,18 +665,18 @@ static int check_aud(json_t *c, const struct fg_jwt_cfg *cfg, const char **why)
 }
 
 /* claimValidationRules of the claim form: the claim is a string equal to the required value. */
-static int check_rules(json_t *c, const struct fg_jwt_cfg *cfg, const char **why)
+static int check_rules(const struct fg_json *c, const struct fg_jwt_cfg *cfg, const char **why)
 {
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < cfg->nrules; i++) {
-        json_t *v = json_object_get(c, cfg->rules[i].claim);
+        const struct fg_json *v = fg_json_get(c, cfg->rules[i].claim);
         rc = -1;
         if (v == NULL)
             *why = "required claim missing";
-        else if (!json_is_string(v))
+        else if (!fg_json_is(v, FG_JSON_STRING))
             *why = "required claim is not a string";
-        else if (strcmp(json_string_value(v), cfg->rules[i].required_value) != 0)
+        else if (strcmp(fg_json_string(v, NULL), cfg->rules[i].required_value) != 0)
             *why = "required claim has the wrong value";
         else
             rc = 0;
@@ -706,10 +695,10 @@ static const char *prefixed(struct fg_buf *tmp, const char *prefix, const char *
     return tmp->data;
 }
 
-static int map_groups(struct fg_identity *id, json_t *c, const struct fg_jwt_cfg *cfg,
+static int map_groups(struct fg_identity *id, const struct fg_json *c, const struct fg_jwt_cfg *cfg,
                       struct fg_buf *tmp, const char **why)
 {
-    json_t *v = cfg->groups.claim ? json_object_get(c, cfg->groups.claim) : NULL;
+    const struct fg_json *v = cfg->groups.claim ? fg_json_get(c, cfg->groups.claim) : NULL;
     int ok = v == NULL || is_strings(v);
 
     if (!ok)
@@ -720,28 +709,30 @@ static int map_groups(struct fg_identity *id, json_t *c, const struct fg_jwt_cfg
     return ok ? 0 : -1;
 }
 
-static int map_uid(struct fg_identity *id, json_t *c, const struct fg_jwt_cfg *cfg,
+static int map_uid(struct fg_identity *id, const struct fg_json *c, const struct fg_jwt_cfg *cfg,
                    const char **why)
 {
-    json_t *v = cfg->uid.claim ? json_object_get(c, cfg->uid.claim) : NULL;
-    int ok = v == NULL || json_is_string(v);
+    const struct fg_json *v = cfg->uid.claim ? fg_json_get(c, cfg->uid.claim) : NULL;
+    int ok = v == NULL || fg_json_is(v, FG_JSON_STRING);
+    size_t len = 0;
+    const char *uid = fg_json_string(v, &len);
 
     if (!ok)
         *why = "uid claim is not a string";
-    else if (v != NULL && *json_string_value(v) != '\0')
-        fg_identity_set_uid(id, json_string_value(v));
+    else if (len > 0)
+        fg_identity_set_uid(id, uid);
     return ok ? 0 : -1;
 }
 
 /* Extra mappings are CEL expressions in kube: null and "" mean absent. */
-static int map_extra(struct fg_identity *id, json_t *c, const struct fg_jwt_cfg *cfg,
+static int map_extra(struct fg_identity *id, const struct fg_json *c, const struct fg_jwt_cfg *cfg,
                      const char **why)
 {
     int rc = 0;
 
     for (size_t i = 0; rc == 0 && i < cfg->nextra; i++) {
-        json_t *v = json_object_get(c, cfg->extra[i].claim);
-        if (v == NULL || json_is_null(v))
+        const struct fg_json *v = fg_json_get(c, cfg->extra[i].claim);
+        if (v == NULL || fg_json_is(v, FG_JSON_NULL))
             continue;
         if (!is_strings(v)) {
             *why = "extra claim has the wrong type";
@@ -754,26 +745,26 @@ static int map_extra(struct fg_identity *id, json_t *c, const struct fg_jwt_cfg 
     return rc;
 }
 
-static void map_jti(struct fg_identity *id, json_t *c, struct fg_buf *tmp)
+static void map_jti(struct fg_identity *id, const struct fg_json *c, struct fg_buf *tmp)
 {
-    const char *jti = json_string_value(json_object_get(c, "jti"));
+    const char *jti = fg_json_string(fg_json_get(c, "jti"), NULL);
 
     if (jti != NULL && *jti != '\0')
         fg_identity_add_extra(id, CREDENTIAL_ID_KEY, prefixed(tmp, "JTI=", jti));
 }
 
 /* kube's getUsername: with claim "email", a present email_verified must be true. */
-static int email_verified(json_t *c, const struct fg_jwt_cfg *cfg)
+static int email_verified(const struct fg_json *c, const struct fg_jwt_cfg *cfg)
 {
-    json_t *v = json_object_get(c, "email_verified");
+    const struct fg_json *v = fg_json_get(c, "email_verified");
 
-    return strcmp(cfg->username.claim, "email") != 0 || v == NULL || json_is_true(v);
+    return strcmp(cfg->username.claim, "email") != 0 || v == NULL || fg_json_is(v, FG_JSON_TRUE);
 }
 
-static struct fg_identity *map_identity(json_t *c, const struct fg_jwt_cfg *cfg, const char *authn,
-                                        struct fg_buf *tmp, const char **why)
+static struct fg_identity *map_identity(const struct fg_json *c, const struct fg_jwt_cfg *cfg,
+                                        const char *authn, struct fg_buf *tmp, const char **why)
 {
-    const char *user = json_string_value(json_object_get(c, cfg->username.claim));
+    const char *user = fg_json_string(fg_json_get(c, cfg->username.claim), NULL);
     struct fg_identity *id = NULL;
 
     if (user == NULL)
@@ -798,12 +789,13 @@ static struct fg_identity *map_identity(json_t *c, const struct fg_jwt_cfg *cfg,
 struct fg_identity *fg_jwt_identity(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg,
                                     int64_t now, const char *authn, int64_t *exp, const char **why)
 {
+    const struct fg_json *c = fg_json_root(t->claims);
     struct fg_identity *id = NULL;
     struct fg_buf tmp = {0};
 
-    if (check_issuer(t, cfg, why) == 0 && check_time(t->claims, now, exp, why) == 0 &&
-        check_aud(t->claims, cfg, why) == 0 && check_rules(t->claims, cfg, why) == 0)
-        id = map_identity(t->claims, cfg, authn, &tmp, why);
+    if (check_issuer(t, cfg, why) == 0 && check_time(c, now, exp, why) == 0 &&
+        check_aud(c, cfg, why) == 0 && check_rules(c, cfg, why) == 0)
+        id = map_identity(c, cfg, authn, &tmp, why);
     fg_buf_free(&tmp);
     return id;
 }

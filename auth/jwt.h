@@ -11,13 +11,13 @@
 #ifndef FG_JWT_H
 #define FG_JWT_H
 
-#include <jansson.h>
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../config/jwtcfg.h"
 #include "identity.h"
+#include "json.h"
 
 #define FG_JWT_MAX_BYTES  (16 * 1024) /* larger tokens are refused before any parsing */
 #define FG_JWT_MAX_DEPTH  32          /* JSON nesting allowed in a header or claims set */
@@ -40,12 +40,13 @@ enum fg_jwt_alg {
 enum fg_jwk_type { FG_JWK_RSA, FG_JWK_EC, FG_JWK_OKP };
 
 /*
- * A parsed, not yet verified token. Owns everything it points to; header may
- * be shared with other tokens parsed on the same thread, so it is read-only.
+ * A parsed, not yet verified token. Holds a reference on each document; the
+ * header document may be shared with other tokens parsed on the same thread
+ * (documents are read-only; fg_json_root gives the top-level object).
  */
 struct fg_jwt {
-    json_t *header;
-    json_t *claims;
+    struct fg_json_doc *header;
+    struct fg_json_doc *claims;
     enum fg_jwt_alg alg;
     const char *kid;           /* from header, or NULL; borrowed from header */
     const char *iss;           /* from claims, or NULL; borrowed from claims */

@@ -11,10 +11,13 @@
  * and the verified-token cache hit: fg_tokcache_key + fg_tokcache_get (and,
  * for reference, each half and a whole authenticator call that hits).
  *
- *   bench_jwt [-n tokens] [-r rounds]
+ *   bench_jwt [-n tokens] [-r rounds] [-w]
  *
- * Results are "name value" lines, one set per round, for tests/bench/jwt/run;
- * lines starting with '#' are commentary.
+ * Results are "name value" lines, one set per round ("round N" ... "end_round
+ * N"), for tests/bench/jwt/run; lines starting with '#' are commentary. With
+ * -w, before each round it prints "waiting N" and reads a line from stdin:
+ * the run script measures OpenSSL in between, so each round has a baseline
+ * taken under the same load (EOF ends the rounds).
  */
 #include "auth/jwks.h"
 #include "auth/jwtauthn.h"
@@ -316,6 +319,15 @@ static void cache_hits(struct bench_env *e, const struct tokens *t, struct hit_t
     fake_run(&e->fk);
 }
 
+/* -w: tells the driver this process is idle, then waits for its go-ahead; 0 on EOF. */
+static int wait_turn(size_t round)
+{
+    char line[64];
+    printf("waiting %zu\n", round);
+    fflush(stdout);
+    return fgets(line, sizeof(line), stdin) != NULL;
+}
+
 static size_t arg_size(const char *s, size_t min, size_t max)
 {
     uint64_t v;
@@ -329,11 +341,14 @@ static size_t arg_size(const char *s, size_t min, size_t max)
 int main(int argc, char **argv)
 {
     size_t n = 20000, rounds = 3;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "-n") == 0)
-            n = arg_size(argv[i + 1], 2000, 10000000);
-        else if (strcmp(argv[i], "-r") == 0)
-            rounds = arg_size(argv[i + 1], 1, 100);
+    int wait = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-w") == 0)
+            wait = 1;
+        else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+            n = arg_size(argv[++i], 2000, 10000000);
+        else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc)
+            rounds = arg_size(argv[++i], 1, 100);
     }
     fg_log_set_level(FG_LOG_ERROR);
 
@@ -362,7 +377,7 @@ int main(int argc, char **argv)
     env_start(&env, jwks);
 
     size_t warm = n / 20; /* the first tokens warm the per-thread contexts; not timed */
-    for (size_t r = 1; r <= rounds; r++) {
+    for (size_t r = 1; r <= rounds && (!wait || wait_turn(r)); r++) {
         core_rate(&rs, 0, warm, ks, &cfg);
         double rs_core = core_rate(&rs, warm, n, ks, &cfg);
         core_rate(&es, 0, warm, ks, &cfg);
@@ -380,6 +395,7 @@ int main(int argc, char **argv)
         printf("cache_get_us %.3f\n", h.get_us);
         printf("cache_hit_us %.3f\n", h.hit_us);
         printf("authn_hit_us %.3f\n", h.authn_hit_us);
+        printf("end_round %zu\n", r);
         fflush(stdout);
     }
 
