@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""
+The table of tests/bench/run: reads OUT/runs.jsonl (one JSON line per measurement) and
+OUT/meta.json, prints medians over rounds, frontgate's ratios and the targets (PASS/MISS), and
+writes everything (raw runs included) to OUT/results.json.
+
+  report.py OUT
+"""
+import json
+import os
+import statistics
+import sys
+
+out = sys.argv[1]
+runs = [json.loads(line) for line in open(os.path.join(out, "runs.jsonl")) if line.strip()]
+try:
+    meta = json.load(open(os.path.join(out, "meta.json")))
+except OSError:
+    meta = {}
+
+
+def med(values):
+    return statistics.median(values) if values else None
+
+
+def stats(set_, peer):
+    """Medians over the rounds of one (set, peer)."""
+    rs = [r for r in runs if r.get("set") == set_ and r.get("peer") == peer]
+    if not rs:
+        return None
+    w = [r["wrk"] for r in rs]
+    rps = [x["requests"] / (x["duration_us"] / 1e6) for x in w]
+    return {
+        "rounds": len(rs),
+        "rps": med(rps),
+        "rps_rounds": [round(v) for v in rps],
+        "by_round": {r["round"]: v for r, v in zip(rs, rps)},
+        "p50_ms": med([x["p50_us"] / 1000 for x in w]),
+        "p99_ms": med([x["p99_us"] / 1000 for x in w]),
+        "max_ms": max(x["max_us"] / 1000 for x in w),
+        "cpu_s_per_100k": med([r["cpu_s"] * 1e5 / max(1, r["wrk"]["requests"]) for r in rs]),
+        "errors": sum(x["status"] + x["connect"] + x["read"] + x["write"] + x["timeout"] for x in w),
+        "wrapped": any(r.get("wrapped") for r in rs),
+        "conns": rs[0]["conns"],
+    }
+
+
+def one(set_):
+    for r in runs:
+        if r.get("set") == set_:
+            return r
+    return None
+
+
+def ratio(a, b):
+    """Median over rounds of a's req/s over b's in the same round (the runs of one round are
+    next to each other, so drift of the shared machine cancels out better than in a ratio of
+    medians)."""
+    if a is None or b is None:
+        return None
+    pairs = [a["by_round"][r] / b["by_round"][r] for r in a["by_round"] if r in b["by_round"] and b["by_round"][r]]
+    return med(pairs)
+
+
+S = {k: stats("main", k) for k in
+     ("fg-a", "fg-a-log", "fg-b", "fg-c", "nginx", "haproxy", "nginx-c", "haproxy-c")}
+R = {k: stats("rate", k) for k in ("nginx", "fg-a", "fg-b", "haproxy")}
+E = {k: stats("e", k) for k in ("small", "big")}
+F = stats("f", "fg-b")
+rate_cfg = one("rate-config")
+freloads = one("f-reloads")
+D = (one("d") or {}).get("result")
+G = (one("g") or {}).get("result")
+eload = {r["peer"]: r for r in runs if r.get("set") == "e-load"}
+erss_after = one("e-rss-after")
+
+NAMES = {
+    "fg-a": "frontgate (staticKeys)", "fg-a-log": "frontgate (staticKeys, access log on)",
+    "fg-b": "frontgate (jwt, cached)", "fg-c": "frontgate (jwt, no cache help)",
+    "nginx": "nginx plain proxy", "haproxy": "HAProxy jwt_verify", "nginx-c": "nginx plain proxy",
+    "haproxy-c": "HAProxy jwt_verify",
+}
+
+lines = []
+p = lines.append
+
+
+def fmt(v, f="{:.0f}"):
+    return "-" if v is None else f.format(v)
+
+
+def row(workload, name, s, rat=""):
+    if s is None:
+        p(f"{workload:<24} {name:<38} {'(not run)':>9}")
+        return
+    flags = ""
+    if s["errors"]:
+        flags += f"  {s['errors']} ERRORS"
+    if s["wrapped"] and name.startswith("frontgate"):
+        flags += "  (a thread went through its slice of the pool: cache hits possible)"
+    p(f"{workload:<24} {name:<38} {fmt(s['rps']):>9} {fmt(s['p50_ms'], '{:.3f}'):>8} "
+      f"{fmt(s['p99_ms'], '{:.3f}'):>8} {fmt(s['cpu_s_per_100k'], '{:.2f}'):>10}  {rat}{flags}")
+
+
+def rtxt(fg, peer):
+    r = ratio(fg, peer)
+    return "" if r is None else f"frontgate {r:.2f}x"
+
+
+m = meta
+p("")
+p(f"frontgate side by side — {m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), kernel {m.get('kernel', '?')}; "
+  f"load average {' '.join(m.get('loadavg_start', []))} at start, {' '.join(m.get('loadavg_end', []))} at end")
+p(f"frontgate {m.get('frontgate', '?')} (release build, workers: 1), nginx {m.get('nginx', '?')} (1 worker), "
+  f"HAProxy {m.get('haproxy', '?')} (nbthread 1), wrk {m.get('wrk', '?')}: -t{m.get('threads')} -c{m.get('conns')} "
+  f"-d{m.get('duration_s')}s, median of {m.get('rounds')} rounds; "
+  + ("proxies pinned to CPU 1, backend to CPU 0 (BENCH_PIN=1)" if m.get("pinned") else "nothing pinned")
+  + f"; run took {m.get('seconds', '?')} s")
+p("ratios: median over rounds of frontgate's req/s / the peer's in the same round (peers run back to back)")
+p("")
+hdr = f"{'workload':<24} {'peer':<38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU s/100k':>10}  ratio"
+p(hdr)
+p("-" * len(hdr))
+row("(a) static API key", NAMES["fg-a"], S["fg-a"])
+row("", NAMES["fg-a-log"], S["fg-a-log"],
+    "" if ratio(S["fg-a-log"], S["fg-a"]) is None else f"{ratio(S['fg-a-log'], S['fg-a']):.2f}x of log off")
+row("", NAMES["nginx"], S["nginx"], rtxt(S["fg-a"], S["nginx"]))
+row("", NAMES["haproxy"], S["haproxy"], rtxt(S["fg-a"], S["haproxy"]))
+row("(b) one JWT reused", NAMES["fg-b"], S["fg-b"])
+row("", NAMES["nginx"], S["nginx"], rtxt(S["fg-b"], S["nginx"]))
+row("", NAMES["haproxy"], S["haproxy"], rtxt(S["fg-b"], S["haproxy"]))
+row("(c) distinct JWT/request", NAMES["fg-c"], S["fg-c"])
+row("", NAMES["haproxy-c"], S["haproxy-c"], rtxt(S["fg-c"], S["haproxy-c"]))
+row("", NAMES["nginx-c"] + " (same pool)", S["nginx-c"], rtxt(S["fg-c"], S["nginx-c"]))
+if rate_cfg:
+    p(f"fixed rate ~{rate_cfg['target_rps']} req/s (50% of nginx's {rate_cfg['nginx_peak']}): "
+      f"{rate_cfg['conns']} connections, each waiting {rate_cfg['delay_ms']} ms before every request")
+    row("p99 at 50% of nginx peak", NAMES["nginx"], R["nginx"])
+    row("", NAMES["fg-a"], R["fg-a"])
+    row("", NAMES["fg-b"], R["fg-b"])
+    row("", NAMES["haproxy"], R["haproxy"])
+if E["small"] or E["big"]:
+    row("(e) workspace index", "frontgate, 10 workspaces, 10 keys", E["small"])
+    row("", "frontgate, 1M workspaces, 100k keys", E["big"],
+        "" if ratio(E["big"], E["small"]) is None else f"{ratio(E['big'], E['small']):.3f}x of small")
+    for k in ("big", "small"):
+        if k in eload:
+            p(f"{'':<24} load to ready ({k}): {eload[k]['load_s']:.2f} s, RSS {eload[k]['rss_kib'] / 1024:.0f} MiB")
+if F:
+    p(f"{'(f) 20 SIGHUPs under (b)':<24} {NAMES['fg-b']:<38} {F['rps']:>9.0f} {F['p50_ms']:>8.3f} "
+      f"{F['p99_ms']:>8.3f} {F['cpu_s_per_100k']:>10.2f}  {F['errors']} failed requests, "
+      f"{freloads['reloads_logged'] if freloads else '?'} reloads logged, max latency {F['max_ms']:.0f} ms")
+if D:
+    p(f"{'(d) 10k idle conns':<24} RSS {D['rss_before_kib'] / 1024:.1f} -> {D['rss_after_kib'] / 1024:.1f} MiB: "
+      f"{D['per_conn_bytes'] / 1024:.1f} KiB per connection ({D['ok']} answered 200, {D['alive']} still open; "
+      f"{D['rss_after_close_kib'] / 1024:.1f} MiB after closing)")
+if G:
+    p(f"{'(g) 10 MB/s watch':<24} backend wrote {G['backend_sent_mb']} MB, reader got {G['client_read_mb']} MB in "
+      f"{G['seconds']} s ({G['client_read_rate_mbps']} MB/s); RSS {G['rss_before_kib'] / 1024:.1f} MiB, "
+      f"peak +{G['rss_growth_kib'] / 1024:.2f} MiB")
+
+# targets
+targets = []
+
+
+def target(name, value, op, limit, unit="", fmtv="{:.2f}"):
+    if value is None:
+        targets.append({"target": name, "value": None, "limit": f"{op} {limit}{unit}", "result": "NOT RUN"})
+        return
+    ok = value >= limit if op == ">=" else value <= limit
+    targets.append({"target": name, "value": float(f"{value:.4g}"), "limit": f"{op} {limit}{unit}",
+                    "result": "PASS" if ok else "MISS", "shown": fmtv.format(value) + unit})
+
+
+target("(a) frontgate / nginx plain proxy", ratio(S["fg-a"], S["nginx"]), ">=", 1.0, "x")
+target("(a) frontgate / HAProxy jwt_verify", ratio(S["fg-a"], S["haproxy"]), ">=", 1.6, "x")
+target("(b) frontgate / nginx plain proxy", ratio(S["fg-b"], S["nginx"]), ">=", 1.0, "x")
+target("(b) frontgate / HAProxy jwt_verify", ratio(S["fg-b"], S["haproxy"]), ">=", 1.6, "x")
+target("(c) frontgate / HAProxy jwt_verify", ratio(S["fg-c"], S["haproxy-c"]), ">=", 1.0, "x")
+for k, label in (("fg-a", "(a)"), ("fg-b", "(b)")):
+    if R.get(k) and R.get("nginx"):
+        lim = R["nginx"]["p99_ms"] + 0.1
+        target(f"{label} p99 at 50% rate <= nginx p99 + 0.1 ms ({lim:.3f} ms)", R[k]["p99_ms"], "<=",
+               round(lim, 3), " ms", "{:.3f}")
+    else:
+        target(f"{label} p99 at 50% rate <= nginx p99 + 0.1 ms", None, "<=", "nginx+0.1", " ms")
+target("(d) RSS per idle connection", D["per_conn_bytes"] / 1024 if D else None, "<=", 16, " KiB", "{:.1f}")
+target("(e) load time, 1M workspaces + 100k keys", eload["big"]["load_s"] if "big" in eload else None,
+       "<=", 3, " s")
+big_rss = None
+if "big" in eload:
+    big_rss = max(eload["big"]["rss_kib"], erss_after["rss_kib"] if erss_after else 0) / 1024
+target("(e) RSS, 1M workspaces + 100k keys", big_rss, "<=", 400, " MiB", "{:.0f}")
+target("(e) throughput, 1M index / 10-workspace index", ratio(E["big"], E["small"]), ">=", 0.95, "x", "{:.3f}")
+target("(f) failed requests during 20 SIGHUPs", F["errors"] if F else None, "<=", 0, "", "{:.0f}")
+target("(g) RSS growth, 10 MB/s watch to a 1 MB/s reader", G["rss_growth_kib"] / 1024 if G else None,
+       "<=", 8, " MiB")
+
+p("")
+p("targets (ratios from this run)")
+for t in targets:
+    p(f"  {t['target']:<62} {t.get('shown', '-'):>12}  {t['limit']:<14} {t['result']}")
+p("")
+p("CPU s/100k: utime+stime of the proxy process (nginx: its worker) over the run, per 100k requests.")
+p(f"raw results: {os.path.join(out, 'results.json')}")
+text = "\n".join(lines)
+print(text)
+
+json.dump({
+    "meta": meta,
+    "summary": {"main": S, "rate": R, "rate_config": rate_cfg, "index": E, "index_load": eload,
+                "index_rss_after_runs": erss_after, "sighup": F, "sighup_reloads": freloads,
+                "idle": D, "stream": G},
+    "targets": targets,
+    "runs": runs,
+}, open(os.path.join(out, "results.json"), "w"), indent=1)
