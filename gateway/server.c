@@ -309,6 +309,12 @@ static void raise_nofile(void)
     }
 }
 
+static void control_post(void *ctx, fg_task_fn fn, void *arg)
+{
+    struct fg_fetcher *f = ctx;
+    f->post(f, fn, arg);
+}
+
 int fg_control_init(struct fg_control *ctl)
 {
     evthread_use_pthreads();
@@ -320,12 +326,15 @@ int fg_control_init(struct fg_control *ctl)
     if (ctl->dns == NULL)
         ctl->dns = evdns_base_new(ctl->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     ctl->fetcher = fg_fetcher_new(ctl->base, ctl->dns);
+    fg_snapshot_set_reaper(control_post, ctl->fetcher);
     return 0;
 }
 
 void fg_control_free(struct fg_control *ctl)
 {
+    /* The fetcher runs what is posted (snapshot frees included) before it goes. */
     fg_fetcher_free(ctl->fetcher);
+    fg_snapshot_set_reaper(NULL, NULL);
     fg_oidc_shutdown();
     fg_mint_shutdown();
     if (ctl->dns)

@@ -110,10 +110,33 @@ struct fg_snapshot *fg_snapshot_ref(struct fg_snapshot *s)
     return s;
 }
 
+static void (*reaper_post)(void *ctx, fg_task_fn fn, void *arg);
+static void *reaper_ctx;
+
+void fg_snapshot_set_reaper(void (*post)(void *ctx, fg_task_fn fn, void *arg), void *ctx)
+{
+    reaper_ctx = ctx;
+    __atomic_store_n(&reaper_post, post, __ATOMIC_RELEASE);
+}
+
+static void snapshot_free(void *arg);
+
 void fg_snapshot_unref(struct fg_snapshot *s)
 {
     if (s == NULL || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    /* Freeing a snapshot can take a while (a full token cache is ~100k frees): not on a
+     * worker while requests wait. The control thread does it when there is one. */
+    void (*post)(void *, fg_task_fn, void *) = __atomic_load_n(&reaper_post, __ATOMIC_ACQUIRE);
+    if (post)
+        post(reaper_ctx, snapshot_free, s);
+    else
+        snapshot_free(s);
+}
+
+static void snapshot_free(void *arg)
+{
+    struct fg_snapshot *s = arg;
     const struct fg_config *cfg = s->cfg;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         SSL_CTX_free(s->listener_ctx[i]);
