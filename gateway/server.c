@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -126,11 +127,14 @@ void fg_worker_sync_snapshot(struct fg_worker *w)
     }
 }
 
-static void worker_wake(evutil_socket_t fd, short what, void *arg)
+static void worker_mailbox(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
     (void)what;
     struct fg_worker *w = arg;
+    uint64_t count;
+    while (read(fd, &count, sizeof(count)) < 0 && errno == EINTR)
+        ;
+    fg_worker_run_waiters(w);
     fg_worker_sync_snapshot(w);
     if (__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) && !w->draining) {
         w->draining = 1;
@@ -160,8 +164,14 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
                        const char *const *bound)
 {
     w->id = id;
-    w->base = event_base_new();
-    if (w->base == NULL)
+    /* Only the mailbox crosses threads, so the base needs no locks (every event
+     * operation would otherwise take a mutex). */
+    struct event_config *ec = event_config_new();
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    w->mailbox_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->base == NULL || w->mailbox_fd < 0)
         return -1;
     w->dns = evdns_base_new(w->base,
                             EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -183,9 +193,9 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
         if (w->listeners[i] == NULL)
             return -1;
     }
-    w->wake = event_new(w->base, -1, 0, worker_wake, w);
     pthread_mutex_init(&w->authq_lock, NULL);
-    w->authq_ev = event_new(w->base, -1, 0, fg_worker_run_waiters, w);
+    w->mailbox = event_new(w->base, w->mailbox_fd, EV_READ | EV_PERSIST, worker_mailbox, w);
+    event_add(w->mailbox, NULL);
     return 0;
 }
 
@@ -198,12 +208,12 @@ static void worker_free(struct fg_worker *w)
     free(w->listeners);
     free(w->listen_args);
     fg_pools_free(w);
-    if (w->wake)
-        event_free(w->wake);
-    if (w->authq_ev) {
-        event_free(w->authq_ev);
+    if (w->mailbox) {
+        event_free(w->mailbox);
         pthread_mutex_destroy(&w->authq_lock);
     }
+    if (w->mailbox_fd > 0)
+        close(w->mailbox_fd);
     if (w->dns)
         evdns_base_free(w->dns, 0);
     fg_snapshot_unref(w->snap);
@@ -214,7 +224,7 @@ static void worker_free(struct fg_worker *w)
 static void wake_workers(struct server *srv)
 {
     for (size_t i = 0; i < srv->nworkers; i++)
-        event_active(srv->workers[i].wake, EV_TIMEOUT, 1);
+        fg_worker_notify(&srv->workers[i]);
 }
 
 /* ---- control -------------------------------------------------------------- */

@@ -5,7 +5,9 @@
 #include "conn.h"
 #include "worker.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
+#include <unistd.h>
 
 void fg_worker_post_waiter(struct fg_authn_waiter *w)
 {
@@ -14,14 +16,18 @@ void fg_worker_post_waiter(struct fg_authn_waiter *w)
     w->post_next = wk->authq;
     wk->authq = w;
     pthread_mutex_unlock(&wk->authq_lock);
-    event_active(wk->authq_ev, EV_TIMEOUT, 1);
+    fg_worker_notify(wk);
 }
 
-void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg)
+void fg_worker_notify(struct fg_worker *w)
 {
-    (void)fd;
-    (void)what;
-    struct fg_worker *wk = arg;
+    uint64_t one = 1;
+    while (write(w->mailbox_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+void fg_worker_run_waiters(struct fg_worker *wk)
+{
     pthread_mutex_lock(&wk->authq_lock);
     struct fg_authn_waiter *list = wk->authq, *fifo = NULL;
     wk->authq = NULL;

@@ -37,13 +37,18 @@ struct fg_worker {
     struct evconnlistener **listeners;
     struct fg_listen_arg *listen_args;
     size_t nlisteners;
-    struct event *wake;       /* another thread asks us to look at the snapshot or shut down */
+    /*
+     * Other threads reach a worker only through its mailbox, an eventfd: a new
+     * snapshot, shutdown, or parked authentications coming back. Everything
+     * else stays on the worker, so its event_base runs without locks.
+     */
+    int mailbox_fd;
+    struct event *mailbox;
     struct fg_snapshot *snap; /* what new requests pin */
     struct fg_pool *pools;    /* per shard of snap */
     size_t npools;
     pthread_mutex_t authq_lock; /* parked authentications coming back from other threads */
     struct fg_authn_waiter *authq;
-    struct event *authq_ev;
     TAILQ_HEAD(fg_conn_list, fg_conn) conns;
     size_t nconns;
     int draining;
@@ -68,8 +73,10 @@ void fg_conn_drain_all(struct fg_worker *w);
 struct fg_authn_waiter;
 /* fg_authn_waiter.post for requests on a worker (owner = the worker): thread-safe. */
 void fg_worker_post_waiter(struct fg_authn_waiter *w);
-/* Runs the posted waiters' done callbacks on the worker's thread. */
-void fg_worker_run_waiters(evutil_socket_t fd, short what, void *arg);
+/* Runs the posted waiters' done callbacks (on the worker's thread). */
+void fg_worker_run_waiters(struct fg_worker *w);
+/* Wakes the worker's mailbox from any thread. */
+void fg_worker_notify(struct fg_worker *w);
 
 /* Closes every connection of w now (shutdown after the grace period). */
 void fg_conn_close_all(struct fg_worker *w);
