@@ -33,6 +33,12 @@ struct fg_authn_result {
     enum fg_authn_status status;
     struct fg_identity *identity; /* FG_AUTHN_OK: one reference, owned by the receiver */
     const char *reason;           /* FG_AUTHN_REJECTED: why, for the log */
+    /*
+     * FG_AUTHN_OK: the caller may answer the same credential with this identity,
+     * under the same config snapshot, until this monotonic time (0: ask again).
+     * Set by authenticators whose own cache vouches for it that long.
+     */
+    uint64_t reuse_until_ms;
 };
 
 struct fg_authn;

@@ -76,7 +76,7 @@ static enum fg_authn_status jwt_authenticate(struct fg_authn *a, const struct fg
     if (j->cache) {
         fg_tokcache_key(j->cache, a->name, cred->bearer, cred->bearer_len, j->audiences,
                         j->naudiences, key);
-        res->identity = fg_tokcache_get(j->cache, key, fg_now_ms());
+        res->identity = fg_tokcache_get_until(j->cache, key, fg_now_ms(), &res->reuse_until_ms);
         if (res->identity)
             return FG_AUTHN_OK;
     }
@@ -112,7 +112,8 @@ static enum fg_authn_status jwt_authenticate(struct fg_authn *a, const struct fg
     }
     if (j->cache && exp > now) {
         uint64_t now_ms = fg_now_ms();
-        fg_tokcache_put(j->cache, key, id, now_ms + (uint64_t)(exp - now) * 1000, now_ms);
+        res->reuse_until_ms =
+            fg_tokcache_put(j->cache, key, id, now_ms + (uint64_t)(exp - now) * 1000, now_ms);
     }
     res->identity = id;
     st = FG_AUTHN_OK;

@@ -214,7 +214,15 @@ static void remove_entry(struct stripe *s, struct entry *e)
 struct fg_identity *fg_tokcache_get(struct fg_tokcache *c, const unsigned char *key,
                                     uint64_t now_ms)
 {
+    uint64_t until;
+    return fg_tokcache_get_until(c, key, now_ms, &until);
+}
+
+struct fg_identity *fg_tokcache_get_until(struct fg_tokcache *c, const unsigned char *key,
+                                          uint64_t now_ms, uint64_t *until)
+{
     struct stripe *s = stripe_of(c, key);
+    *until = 0;
     struct fg_identity *id = NULL;
     pthread_mutex_lock(&s->lock);
     struct entry *e = *slot_of(s, key);
@@ -222,6 +230,7 @@ struct fg_identity *fg_tokcache_get(struct fg_tokcache *c, const unsigned char *
         remove_entry(s, e);
     } else if (e) {
         id = fg_identity_ref(e->id);
+        *until = e->expires_ms;
         if (s->head != e) {
             lru_unlink(s, e);
             lru_push(s, e);
@@ -231,14 +240,14 @@ struct fg_identity *fg_tokcache_get(struct fg_tokcache *c, const unsigned char *
     return id;
 }
 
-void fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_identity *id,
-                     uint64_t expires_ms, uint64_t now_ms)
+uint64_t fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_identity *id,
+                         uint64_t expires_ms, uint64_t now_ms)
 {
     uint64_t until = now_ms + c->ttl_ms;
     if (expires_ms && expires_ms < until)
         until = expires_ms;
     if (until <= now_ms)
-        return;
+        return 0;
     struct stripe *s = stripe_of(c, key);
     pthread_mutex_lock(&s->lock);
     struct entry **pp = slot_of(s, key);
@@ -258,7 +267,10 @@ void fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_
     lru_push(s, e);
     while (s->n > s->cap && s->tail)
         remove_entry(s, s->tail);
+    if (s->cap == 0)
+        until = 0; /* kept nowhere: nobody may reuse it either */
     pthread_mutex_unlock(&s->lock);
+    return until;
 }
 
 size_t fg_tokcache_size(struct fg_tokcache *c)

@@ -34,13 +34,17 @@ void fg_tokcache_key(const struct fg_tokcache *c, const char *authn, const char 
 /* A new reference to the cached identity, or NULL (absent or expired at now_ms). */
 struct fg_identity *fg_tokcache_get(struct fg_tokcache *c, const unsigned char *key,
                                     uint64_t now_ms);
+/* As fg_tokcache_get; *until receives when the entry expires. */
+struct fg_identity *fg_tokcache_get_until(struct fg_tokcache *c, const unsigned char *key,
+                                          uint64_t now_ms, uint64_t *until);
 
 /*
- * Stores id (taking a new reference) until min(expires_ms, now_ms + ttl).
- * expires_ms == 0 means "no expiry of its own".
+ * Stores id (taking a new reference) until min(expires_ms, now_ms + ttl),
+ * which it returns (0 when nothing was stored). expires_ms == 0 means "no
+ * expiry of its own".
  */
-void fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_identity *id,
-                     uint64_t expires_ms, uint64_t now_ms);
+uint64_t fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct fg_identity *id,
+                         uint64_t expires_ms, uint64_t now_ms);
 
 /* Entries currently held (for tests and metrics). */
 size_t fg_tokcache_size(struct fg_tokcache *c);

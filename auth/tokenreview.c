@@ -24,6 +24,7 @@ struct flight {
     struct fg_authn_waiter *waiters;
     uint64_t deadline_ms;
     uint64_t backoff_ms;
+    uint64_t reuse_until_ms; /* the positive cache entry's expiry (fetcher clock) */
 };
 
 struct tr_authn {
@@ -101,6 +102,7 @@ static void land(struct flight *fl, enum fg_authn_status st, struct fg_identity 
         w->result.status = st;
         w->result.identity = st == FG_AUTHN_OK ? fg_identity_ref(id) : NULL;
         w->result.reason = reason;
+        w->result.reuse_until_ms = st == FG_AUTHN_OK ? fl->reuse_until_ms : 0;
         w->post(w);
         w = next;
     }
@@ -180,7 +182,7 @@ static void decided(struct flight *fl, const char *body, size_t len)
     else
         id = user_identity(json_object_get(status, "user"), tr->base.name, &why);
     if (id) {
-        fg_tokcache_put(tr->pos, fl->key, id, 0, now);
+        fl->reuse_until_ms = fg_tokcache_put(tr->pos, fl->key, id, 0, now);
         land(fl, FG_AUTHN_OK, id, NULL);
         fg_identity_unref(id);
     } else {
@@ -363,7 +365,7 @@ static int issuer_listed(const struct fg_tokenreview_cfg *cfg, const char *tok, 
 static int cached(struct tr_authn *tr, const unsigned char *key, struct fg_authn_result *res)
 {
     uint64_t now = fg_now_ms();
-    struct fg_identity *id = fg_tokcache_get(tr->pos, key, now);
+    struct fg_identity *id = fg_tokcache_get_until(tr->pos, key, now, &res->reuse_until_ms);
     if (id) {
         res->identity = id;
         res->status = FG_AUTHN_OK;

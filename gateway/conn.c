@@ -56,6 +56,17 @@ static void timer_clear(struct fg_conn *c)
     evtimer_del(c->timer);
 }
 
+/* Reads on or off: our reader for plaintext, the bufferevent for TLS. */
+static void read_on(struct fg_conn *c, int on)
+{
+    if (c->eager)
+        fg_reader_set(&c->rd, on);
+    else if (on)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
 /* ---- message heads -------------------------------------------------------- */
 
 static void msg_reset(struct fg_msg *m)
@@ -310,6 +321,7 @@ static void conn_free(struct fg_conn *c)
     free(c->req.msg.hdrs);
     fg_buf_free(&c->req.up_head);
     fg_buf_free(&c->local_body);
+    fg_proxy_forget(c);
     free(c);
 }
 
@@ -382,6 +394,8 @@ void fg_conn_close(struct fg_conn *c)
     }
     event_free(c->timer);
     event_free(c->kick);
+    if (c->eager)
+        fg_reader_free(&c->rd);
     bufferevent_free(c->bev);
     TAILQ_REMOVE(&c->w->conns, c, link);
     c->w->nconns--;
@@ -406,7 +420,7 @@ static void flushed(struct fg_conn *c)
     }
     if (!c->tls)
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    bufferevent_enable(c->bev, EV_READ);
+    read_on(c, 1);
 }
 
 static void start_closing(struct fg_conn *c)
@@ -537,7 +551,7 @@ void fg_conn_maybe_finish(struct fg_conn *c)
     c->throttled = 0;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    bufferevent_enable(c->bev, EV_READ);
+    read_on(c, 1);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         timer_set(c, limits(c)->header_timeout_ms);
         fg_conn_kick(c);
@@ -576,7 +590,7 @@ static void relay_tunnel(struct fg_conn *c)
     evbuffer_add_buffer(out, bufferevent_get_input(c->bev));
     if (evbuffer_get_length(out) >= limits(c)->max_buffer_bytes) {
         c->throttled = 1;
-        bufferevent_disable(c->bev, EV_READ);
+        read_on(c, 0);
         bufferevent_setwatermark(c->up->bev, EV_WRITE, limits(c)->max_buffer_bytes / 2, 0);
     }
 }
@@ -722,7 +736,7 @@ static void process_input(struct fg_conn *c)
                          limits(c)->max_buffer_bytes) {
             /* The shard reads slower than the client sends: stop reading the client. */
             c->throttled = 1;
-            bufferevent_disable(c->bev, EV_READ);
+            read_on(c, 0);
             bufferevent_setwatermark(c->up->bev, EV_WRITE, limits(c)->max_buffer_bytes / 2, 0);
             return;
         }
@@ -734,7 +748,7 @@ void fg_conn_unthrottle(struct fg_conn *c)
     if (!c->throttled || c->dead)
         return;
     c->throttled = 0;
-    bufferevent_enable(c->bev, EV_READ);
+    read_on(c, 1);
     fg_conn_kick(c);
 }
 
@@ -757,7 +771,7 @@ void fg_conn_tunnel(struct fg_conn *c)
     c->state = CS_TUNNEL;
     timer_clear(c);
     fg_access_log(c);
-    bufferevent_enable(c->bev, EV_READ);
+    read_on(c, 1);
     fg_conn_kick(c); /* bytes the client sent after its request head */
 }
 
@@ -775,6 +789,8 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     struct fg_conn *c = arg;
     fg_conn_hold(c);
     process_input(c);
+    if (c->eager && !c->dead && c->rd.want)
+        fg_reader_set(&c->rd, 1);
     fg_conn_flush(c);
     fg_conn_release(c);
 }
@@ -795,6 +811,25 @@ static void read_cb(struct bufferevent *bev, void *arg)
     process_input(c);
     fg_conn_flush(c);
     fg_conn_release(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void reader_data(void *arg)
+{
+    struct fg_conn *c = arg;
+    fg_conn_hold(c);
+    process_input(c);
+    if (!c->dead && c->rd.want)
+        fg_reader_set(&c->rd, 1); /* re-arm if a full input paused it and we drained it */
+    fg_conn_flush(c);
+    fg_conn_release(c);
+}
+
+static void reader_closed(void *arg, short what)
+{
+    struct fg_conn *c = arg;
+    event_cb(c->bev, what, c);
 }
 
 /* The client's output is written out: finish a close, or let the shard send more. */
@@ -964,7 +999,13 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     __atomic_add_fetch(&fg_state.conns, 1, __ATOMIC_RELAXED);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGH_WM);
-    bufferevent_enable(bev, c->eager ? EV_READ : EV_READ | EV_WRITE);
+    if (c->eager) {
+        bufferevent_disable(bev, EV_READ | EV_WRITE); /* we read; writes arm EV_WRITE as needed */
+        fg_reader_init(&c->rd, w->base, bev, reader_data, reader_closed, c, READ_HIGH_WM);
+        fg_reader_set(&c->rd, 1);
+    } else {
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
+    }
     timer_set(c, lim->header_timeout_ms);
 }
 

@@ -96,6 +96,7 @@ struct fg_conn {
     int tls;
     int eager; /* plaintext: output is written at once, EV_WRITE armed only when the socket is full
                 */
+    struct fg_reader rd; /* plaintext: our reads (see fg_reader) */
     int port;  /* listener port */
     char peer[INET6_ADDRSTRLEN];
     char local[INET6_ADDRSTRLEN + 8]; /* our address as the client dialled it: host:port */
@@ -112,6 +113,21 @@ struct fg_conn {
     struct event *kick; /* resumes parsing from the loop's top level */
     struct fg_upconn *up;
     struct fg_req req;
+    /*
+     * The bearer last admitted on this connection: a keep-alive client sends the
+     * same token again and again, and it gets the same identity without the cache
+     * key's HMAC and lookup, for as long as the authenticator's cache vouches for
+     * it (reuse_until_ms) and the snapshot is the same. Wiped when replaced or closed.
+     */
+    struct {
+        char *token;
+        size_t len;
+        struct fg_identity *raw;
+        size_t member;
+        uint32_t ctx;
+        uint64_t generation;
+        uint64_t until_ms;
+    } memo;
     /* a request frontgate answers itself after reading its (small) body */
     void (*local_done)(struct fg_conn *c, const char *body, size_t len);
     struct fg_buf local_body;
@@ -142,6 +158,7 @@ struct fg_upconn {
     int throttled;
     int upgraded;
     int eager; /* see fg_conn.eager */
+    struct fg_reader rd;
     int holds;
     int dead;
 };
@@ -192,6 +209,8 @@ const char *fg_req_header(const struct fg_req *r, int idx, size_t *len);
 uint64_t fg_now_us(void);
 
 /* proxy.c */
+/* Forgets c's remembered bearer (on close). */
+void fg_proxy_forget(struct fg_conn *c);
 void fg_proxy_dispatch(struct fg_conn *c);
 /* An upstream connection is ready: send the request head. */
 void fg_proxy_send_head(struct fg_conn *c);

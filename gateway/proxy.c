@@ -165,12 +165,62 @@ static void credential(const struct fg_req *r, struct fg_credential *cred)
     }
 }
 
-/* Handles one member's answer; returns 1 when the union is finished. */
-static int auth_result(struct fg_req *r, struct fg_authn_result *res, size_t i)
+/* The member list a request's union runs: the global one, or with a workspace type's. */
+static uint32_t union_ctx(const struct fg_req *r)
 {
+    if (r->unknown_ws || r->match.ws == NULL || r->match.ws->type == FG_WS_NO_TYPE)
+        return UINT32_MAX;
+    return r->match.ws->type;
+}
+
+void fg_proxy_forget(struct fg_conn *c)
+{
+    if (c->memo.token) {
+        OPENSSL_cleanse(c->memo.token, c->memo.len);
+        free(c->memo.token);
+    }
+    fg_identity_unref(c->memo.raw);
+    memset(&c->memo, 0, sizeof(c->memo));
+}
+
+static void remember(struct fg_conn *c, const struct fg_credential *cred,
+                     struct fg_identity *raw, size_t member, uint64_t until)
+{
+    fg_proxy_forget(c);
+    c->memo.token = fg_strndup(cred->bearer, cred->bearer_len);
+    c->memo.len = cred->bearer_len;
+    c->memo.raw = fg_identity_ref(raw);
+    c->memo.member = member;
+    c->memo.ctx = union_ctx(&c->req);
+    c->memo.generation = c->req.snap->generation;
+    c->memo.until_ms = until;
+}
+
+/* The remembered identity for this credential, or NULL. */
+static struct fg_identity *recall(struct fg_conn *c, const struct fg_credential *cred,
+                                  size_t *member)
+{
+    if (c->memo.raw == NULL || cred->bearer_len != c->memo.len ||
+        c->memo.generation != c->req.snap->generation || c->memo.ctx != union_ctx(&c->req) ||
+        fg_now_ms() >= c->memo.until_ms || memcmp(cred->bearer, c->memo.token, c->memo.len) != 0)
+        return NULL;
+    *member = c->memo.member;
+    return fg_identity_ref(c->memo.raw);
+}
+
+/* Handles one member's answer; returns 1 when the union is finished. */
+static int auth_result(struct fg_conn *c, struct fg_authn_result *res, size_t i)
+{
+    struct fg_req *r = &c->req;
     struct fg_authn *a = member(r, i);
     switch (res->status) {
     case FG_AUTHN_OK: {
+        if (res->reuse_until_ms > fg_now_ms()) {
+            struct fg_credential cred;
+            credential(r, &cred);
+            if (cred.bearer)
+                remember(c, &cred, res->identity, i, res->reuse_until_ms);
+        }
         int rc = apply_policy(r, res->identity, i);
         fg_identity_unref(res->identity);
         if (rc == 0) {
@@ -202,6 +252,15 @@ static void auth_step(struct fg_conn *c)
         auth_done(c);
         return;
     }
+    size_t m;
+    struct fg_authn_result hit = {0};
+    if (r->authn_next == 0 && (hit.identity = recall(c, &cred, &m)) != NULL) {
+        hit.status = FG_AUTHN_OK; /* this connection presented the same token before */
+        r->authn_next = m + 1;
+        auth_result(c, &hit, m);
+        auth_done(c);
+        return;
+    }
     while (r->authn_next < n) {
         size_t i = r->authn_next;
         struct fg_authn_result res;
@@ -213,7 +272,7 @@ static void auth_step(struct fg_conn *c)
         }
         r->waiter.no_park = 0;
         r->authn_next++;
-        if (auth_result(r, &res, i))
+        if (auth_result(c, &res, i))
             break;
     }
     auth_done(c);
@@ -238,7 +297,7 @@ static void auth_resume(struct fg_authn_waiter *w)
         auth_step(c);
     } else {
         size_t i = r->authn_next++;
-        if (auth_result(r, &res, i))
+        if (auth_result(c, &res, i))
             auth_done(c);
         else
             auth_step(c);

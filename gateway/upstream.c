@@ -27,6 +27,17 @@ static const struct fg_limits *up_limits(const struct fg_upconn *u)
     return &u->snap->cfg->limits;
 }
 
+/* Reads on or off: our reader for plaintext, the bufferevent for TLS. */
+static void up_read_on(struct fg_upconn *u, int on)
+{
+    if (u->eager)
+        fg_reader_set(&u->rd, on);
+    else if (on)
+        bufferevent_enable(u->bev, EV_READ);
+    else
+        bufferevent_disable(u->bev, EV_READ);
+}
+
 /* ---- response parser callbacks -------------------------------------------- */
 
 static void msg_reset(struct fg_msg *m)
@@ -276,6 +287,8 @@ void fg_up_close(struct fg_upconn *u)
         TAILQ_REMOVE(&pool->idle, u, link);
         pool->nidle--;
     }
+    if (u->eager)
+        fg_reader_free(&u->rd);
     bufferevent_free(u->bev);
     fg_snapshot_unref(u->snap);
     if (u->holds == 0)
@@ -301,10 +314,14 @@ void fg_up_release(struct fg_upconn *u, int reusable)
     u->got_bytes = u->head_done = u->msg_done = u->no_body = u->throttled = 0;
     u->reused = 1;
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
-    struct timeval tv = {(time_t)(up_limits(u)->upstream_idle_timeout_ms / 1000),
-                         (suseconds_t)((up_limits(u)->upstream_idle_timeout_ms % 1000) * 1000)};
-    bufferevent_set_timeouts(u->bev, &tv, NULL);
-    bufferevent_enable(u->bev, EV_READ);
+    if (u->eager) {
+        fg_reader_timeout(&u->rd, up_limits(u)->upstream_idle_timeout_ms);
+    } else {
+        uint64_t ms = up_limits(u)->upstream_idle_timeout_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+        bufferevent_set_timeouts(u->bev, &tv, NULL);
+    }
+    up_read_on(u, 1);
     TAILQ_INSERT_HEAD(&pool->idle, u, link);
     if (++pool->nidle > MAX_IDLE_PER_SHARD)
         fg_up_close(TAILQ_LAST(&pool->idle, fg_upconn_list));
@@ -352,7 +369,7 @@ static void throttle_check(struct fg_upconn *u, struct fg_conn *c)
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= max) {
         /* The client reads slower than the shard sends: stop reading the shard. */
         u->throttled = 1;
-        bufferevent_disable(u->bev, EV_READ);
+        up_read_on(u, 0);
         bufferevent_setwatermark(c->bev, EV_WRITE, max / 2, 0);
     }
 }
@@ -410,7 +427,7 @@ void fg_up_unthrottle(struct fg_upconn *u)
     if (!u->throttled || u->dead)
         return;
     u->throttled = 0;
-    bufferevent_enable(u->bev, EV_READ);
+    up_read_on(u, 1);
     up_hold(u);
     process_input(u);
     up_release(u);
@@ -424,7 +441,7 @@ void fg_up_tunnel(struct fg_upconn *u)
         fg_up_close(u);
         return;
     }
-    bufferevent_disable(u->bev, EV_READ);
+    up_read_on(u, 0);
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
     bufferevent_enable(u->bev, EV_WRITE);
 }
@@ -476,6 +493,9 @@ static void write_cb(struct bufferevent *bev, void *arg)
     up_release(u);
 }
 
+static void up_reader_data(void *arg);
+static void up_reader_closed(void *arg, short what);
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct fg_upconn *u = arg;
@@ -486,8 +506,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         bufferevent_set_timeouts(bev, NULL, NULL);
         u->state = UP_ACTIVE;
-        if (u->eager)
-            bufferevent_disable(bev, EV_WRITE);
+        if (u->eager) {
+            bufferevent_disable(bev, EV_READ | EV_WRITE); /* we read; writes arm as needed */
+            fg_reader_init(&u->rd, u->w->base, bev, up_reader_data, up_reader_closed, u,
+                           (size_t)4 << 20);
+            fg_reader_set(&u->rd, 1);
+        }
         if (c)
             fg_proxy_send_head(c);
         else
@@ -551,6 +575,22 @@ out:
         fg_conn_release(c);
 }
 
+static void up_reader_data(void *arg)
+{
+    struct fg_upconn *u = arg;
+    up_hold(u);
+    read_cb(u->bev, u);
+    if (!u->dead && u->rd.want)
+        fg_reader_set(&u->rd, 1);
+    up_release(u);
+}
+
+static void up_reader_closed(void *arg, short what)
+{
+    struct fg_upconn *u = arg;
+    event_cb(u->bev, what, u);
+}
+
 /* ---- acquire -------------------------------------------------------------- */
 
 static void init_settings(void)
@@ -607,7 +647,12 @@ void fg_up_acquire(struct fg_conn *c, uint32_t shard)
             u->state = UP_ACTIVE;
             u->conn = c;
             c->up = u;
-            bufferevent_set_timeouts(u->bev, NULL, NULL);
+            if (u->eager) {
+                fg_reader_timeout(&u->rd, 0);
+                fg_reader_set(&u->rd, 1);
+            } else {
+                bufferevent_set_timeouts(u->bev, NULL, NULL);
+            }
             fg_proxy_send_head(c);
             return;
         }
@@ -633,7 +678,8 @@ void fg_up_acquire(struct fg_conn *c, uint32_t shard)
     uint64_t ms = snap->cfg->limits.connect_timeout_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     bufferevent_set_timeouts(bev, &tv, &tv);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* plaintext: EV_WRITE alone sees the connect finish; our reader starts after it */
+    bufferevent_enable(bev, u->eager ? EV_WRITE : EV_READ | EV_WRITE);
     if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, s->host, s->port) != 0)
         fail(u, "connect failed");
 }

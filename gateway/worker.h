@@ -7,6 +7,7 @@
 #ifndef FG_WORKER_H
 #define FG_WORKER_H
 
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -91,5 +92,34 @@ void fg_worker_sync_snapshot(struct fg_worker *w);
 /* Upstream pool (upstream.c). */
 void fg_pools_reset(struct fg_worker *w, size_t nshards);
 void fg_pools_free(struct fg_worker *w);
+
+
+/*
+ * fg_reader: reads for a plaintext socket done by frontgate rather than its
+ * bufferevent: one readv into the bufferevent's input buffer, without the
+ * FIONREAD ioctl libevent issues before every read (a syscall per read that
+ * costs more than the parse). The bufferevent still writes, and is never
+ * enabled for EV_READ. Reading pauses while the input holds `high` bytes.
+ */
+struct fg_reader {
+    struct event *ev;
+    struct bufferevent *bev;
+    void (*on_data)(void *arg);
+    void (*on_close)(void *arg, short what); /* BEV_EVENT_EOF / _ERROR / _TIMEOUT | _READING */
+    void *arg;
+    size_t high;
+    uint64_t timeout_ms; /* 0: none */
+    int timeout_dropped; /* a timeout was set and must come off the armed event */
+    int want;            /* the owner wants reads */
+};
+
+void fg_reader_init(struct fg_reader *r, struct event_base *base, struct bufferevent *bev,
+                    void (*on_data)(void *), void (*on_close)(void *, short), void *arg,
+                    size_t high);
+/* Wants (or stops wanting) reads; re-arms after the input drained below high. */
+void fg_reader_set(struct fg_reader *r, int want);
+/* A read inactivity timeout (0 for none), applied from the next fg_reader_set. */
+void fg_reader_timeout(struct fg_reader *r, uint64_t ms);
+void fg_reader_free(struct fg_reader *r);
 
 #endif

@@ -957,6 +957,60 @@ def test_verified_token_cache_and_reload(oidc):
     env.unauthorized(t1, "the signing key is not in the issuer's key set")  # cache flushed
 
 
+def test_keepalive_connection_reuse_is_bounded_by_expiry_and_reload(oidc):
+    """
+    A connection that presents the same token again is answered from a per-connection
+    memo. Pinned here: the memo keys on the exact token (two tokens alternating on one
+    connection each keep their own identity), never outlives the token's expiry, and
+    never survives a reload (the same rules as the shared token cache).
+    """
+    env = oidc()
+    idp = env.idp
+    conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=10)
+
+    def send(token):
+        path = env.path()
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            return resp.status, None
+        suffix = path[len(NS_PATH):]
+        rec = env.shard.wait_for(lambda x: x.complete and x.path.endswith(suffix))
+        return 200, rec.value("X-Remote-User")
+
+    try:
+        exp = time.time() + 3
+        short = idp.mint(claims={"sub": "short"}, expires_in=3)
+        other = idp.mint(claims={"sub": "other"})
+        for token, user in [(short, "short"), (other, "other"), (short, "short"),
+                            (short, "short"), (other, "other")]:
+            assert send(token) == (200, f"oidc:{user}")
+
+        # the short token stops working on this very connection once it expires
+        while True:
+            status, _ = send(short)
+            now = time.time()
+            if status == 401:
+                break
+            assert now < exp + 2, "an expired token was still accepted on a kept-alive connection"
+            time.sleep(0.1)
+        assert now >= exp - 1.5, "the token was refused well before its expiry"
+
+        # a reload drops what the connection remembered: a retired key's token is refused
+        kid1 = idp.kid
+        cached = idp.mint(claims={"sub": "cached"})
+        assert send(cached) == (200, "oidc:cached")
+        idp.rotate()
+        idp.retire(kid1)
+        assert send(idp.mint(claims={"sub": "fresh"})) == (200, "oidc:fresh")  # JWKS refetched
+        assert send(cached) == (200, "oidc:cached")  # still vouched for by the caches
+        env.fg.hup()
+        assert send(cached) == (401, None)
+    finally:
+        conn.close()
+
+
 def test_sighup_under_oidc_traffic_has_no_401(oidc):
     env = oidc()
     idp = env.idp
