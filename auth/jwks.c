@@ -3,7 +3,6 @@
 #include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,7 +158,7 @@ struct fg_keyset *fg_keyset_parse(const char *json, size_t len, const char **why
         goto out;
     }
     unsigned char h[32];
-    SHA256((const unsigned char *)json, len, h);
+    fg_sha256(json, len, h);
     for (int i = 0; i < 8; i++)
         snprintf(ks->digest + 2 * i, 3, "%02x", h[i]);
 out:

@@ -8,7 +8,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +124,7 @@ static void register_key(struct fg_mint *m, const char *canon)
 {
     unsigned char h[32];
     char kid[48];
-    SHA256((const unsigned char *)canon, strlen(canon), h);
+    fg_sha256(canon, strlen(canon), h);
     fg_b64url_encode(h, sizeof(h), kid);
     struct fg_buf jwk = {0};
     fg_buf_add(&jwk, canon, strlen(canon) - 1); /* drop '}' to add members */
@@ -303,7 +302,7 @@ static void identity_digest(const struct fg_identity *id, unsigned char out[32])
     fg_buf_add(&b, id->user, strlen(id->user) + 1);
     for (size_t i = 0; i < id->ngroups; i++)
         fg_buf_add(&b, id->groups[i], strlen(id->groups[i]) + 1);
-    SHA256((const unsigned char *)b.data, b.len, out);
+    fg_sha256(b.data, b.len, out);
     fg_buf_free(&b);
 }
 

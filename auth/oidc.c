@@ -32,7 +32,7 @@ struct fg_oidc {
     uint64_t backoff_ms;
     unsigned timer_gen;
 
-    int busy; /* atomic: pending fetcher callbacks that still use the provider */
+    int busy;              /* atomic: pending fetcher callbacks that still use the provider */
     int ready;             /* atomic */
     unsigned long fetches; /* atomic */
 

@@ -4,7 +4,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -299,7 +298,7 @@ const struct fg_identity *fg_statickeys_lookup(const struct fg_statickeys *ks, c
                                                size_t token_len)
 {
     unsigned char hash[32];
-    SHA256((const unsigned char *)token, token_len, hash);
+    fg_sha256(token, token_len, hash);
     const struct fg_identity *found = NULL;
     for (size_t j = slot_hash(hash) & ks->mask; ks->slots[j] != 0; j = (j + 1) & ks->mask) {
         const struct key *k = &ks->keys[ks->slots[j] - 1];
@@ -369,7 +368,7 @@ void fg_sha256_hex(const void *data, size_t len, char hex[65])
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char h[32];
-    SHA256(data, len, h);
+    fg_sha256(data, len, h);
     for (int i = 0; i < 32; i++) {
         hex[2 * i] = digits[h[i] >> 4];
         hex[2 * i + 1] = digits[h[i] & 15];

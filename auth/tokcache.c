@@ -39,22 +39,6 @@ static uint64_t key_hash(const unsigned char *key)
     return h;
 }
 
-static EVP_MD *sha256;
-static pthread_key_t work_key;
-static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
-
-static void work_free(void *p)
-{
-    EVP_MD_CTX_free(p);
-}
-
-static void fetch_sha256(void)
-{
-    sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    if (sha256 == NULL || pthread_key_create(&work_key, work_free) != 0)
-        abort();
-}
-
 /* HMAC's two keyed blocks, hashed once per cache (RFC 2104: the key is shorter than a block). */
 static EVP_MD_CTX *midstate(const unsigned char *secret, unsigned char pad)
 {
@@ -63,30 +47,17 @@ static EVP_MD_CTX *midstate(const unsigned char *secret, unsigned char pad)
     memset(block, pad, sizeof(block));
     for (size_t i = 0; i < 32; i++)
         block[i] ^= secret[i];
-    if (m == NULL || EVP_DigestInit_ex(m, sha256, NULL) != 1 ||
+    if (m == NULL || EVP_DigestInit_ex(m, fg_sha256_md(), NULL) != 1 ||
         EVP_DigestUpdate(m, block, sizeof(block)) != 1)
         abort();
     OPENSSL_cleanse(block, sizeof(block));
     return m;
 }
 
-/* This thread's scratch context, freed when the thread exits. */
-static EVP_MD_CTX *work_ctx(void)
-{
-    EVP_MD_CTX *w = pthread_getspecific(work_key);
-    if (w == NULL) {
-        w = EVP_MD_CTX_new();
-        if (w == NULL || pthread_setspecific(work_key, w) != 0)
-            abort();
-    }
-    return w;
-}
-
 struct fg_tokcache *fg_tokcache_new(size_t capacity, uint64_t ttl_ms)
 {
     struct fg_tokcache *c = fg_calloc(1, sizeof(*c));
     fg_random(c->secret, sizeof(c->secret));
-    pthread_once(&sha_once, fetch_sha256);
     c->inner = midstate(c->secret, 0x36);
     c->outer = midstate(c->secret, 0x5c);
     c->ttl_ms = ttl_ms;
@@ -150,7 +121,7 @@ void fg_tokcache_key(const struct fg_tokcache *c, const char *authn, const char 
                      unsigned char key[FG_TOKCACHE_KEY])
 {
     unsigned char inner[32];
-    EVP_MD_CTX *m = work_ctx();
+    EVP_MD_CTX *m = fg_md_scratch();
     EVP_MD_CTX_copy_ex(m, c->inner);
     add_len_prefixed(m, authn, strlen(authn));
     add_len_prefixed(m, token, token_len);

@@ -42,8 +42,8 @@ struct tr_authn {
     struct stat token_st;
     int stopped;
 
-    int busy; /* atomic */
-    unsigned long sent; /* atomic */
+    int busy;             /* atomic */
+    unsigned long sent;   /* atomic */
     pthread_mutex_t lock; /* guards flights */
     struct flight *flights;
 };

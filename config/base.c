@@ -1,6 +1,9 @@
 #include "base.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include <pthread.h>
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -330,6 +333,50 @@ void fg_random(void *buf, size_t n)
         fprintf(stderr, "frontgate: the random number generator failed\n");
         abort();
     }
+}
+
+static EVP_MD *sha256_md;
+static pthread_key_t scratch_key;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void sha256_init(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    if (sha256_md == NULL || pthread_key_create(&scratch_key, scratch_free) != 0) {
+        fprintf(stderr, "frontgate: OpenSSL has no SHA-256\n");
+        abort();
+    }
+}
+
+const EVP_MD *fg_sha256_md(void)
+{
+    pthread_once(&sha256_once, sha256_init);
+    return sha256_md;
+}
+
+EVP_MD_CTX *fg_md_scratch(void)
+{
+    pthread_once(&sha256_once, sha256_init);
+    EVP_MD_CTX *m = pthread_getspecific(scratch_key);
+    if (m == NULL) {
+        m = EVP_MD_CTX_new();
+        if (m == NULL || pthread_setspecific(scratch_key, m) != 0)
+            oom(sizeof(void *));
+    }
+    return m;
+}
+
+void fg_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    EVP_MD_CTX *m = fg_md_scratch();
+    if (EVP_DigestInit_ex(m, sha256_md, NULL) != 1 || EVP_DigestUpdate(m, data, len) != 1 ||
+        EVP_DigestFinal_ex(m, out, NULL) != 1)
+        abort();
 }
 
 static int log_level = FG_LOG_INFO; /* atomic */

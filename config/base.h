@@ -75,6 +75,18 @@ int64_t fg_wall_s(void);
 void fg_random(void *buf, size_t n);
 
 /*
+ * SHA-256 without OpenSSL 3's per-call algorithm fetch (SHA256() looks the digest up in the
+ * provider store on every call: ~430 ns against ~110 ns here for a 43-byte key). The digest is
+ * fetched once per process; each thread hashes in its own scratch context.
+ */
+typedef struct evp_md_st EVP_MD;
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+const EVP_MD *fg_sha256_md(void);
+/* This thread's scratch digest context (reset by each user; freed when the thread exits). */
+EVP_MD_CTX *fg_md_scratch(void);
+void fg_sha256(const void *data, size_t len, unsigned char out[32]);
+
+/*
  * Log sink. Lines are "time level message" on stderr. Messages never carry a
  * credential: callers log the authenticator's reason, never the token.
  */

@@ -97,7 +97,7 @@ struct fg_conn {
     int eager; /* plaintext: output is written at once, EV_WRITE armed only when the socket is full
                 */
     struct fg_reader rd; /* plaintext: our reads (see fg_reader) */
-    int port;  /* listener port */
+    int port;            /* listener port */
     char peer[INET6_ADDRSTRLEN];
     char local[INET6_ADDRSTRLEN + 8]; /* our address as the client dialled it: host:port */
     http_parser parser;

@@ -183,8 +183,8 @@ void fg_proxy_forget(struct fg_conn *c)
     memset(&c->memo, 0, sizeof(c->memo));
 }
 
-static void remember(struct fg_conn *c, const struct fg_credential *cred,
-                     struct fg_identity *raw, size_t member, uint64_t until)
+static void remember(struct fg_conn *c, const struct fg_credential *cred, struct fg_identity *raw,
+                     size_t member, uint64_t until)
 {
     fg_proxy_forget(c);
     c->memo.token = fg_strndup(cred->bearer, cred->bearer_len);

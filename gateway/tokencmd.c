@@ -21,7 +21,6 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,7 +320,7 @@ static char *default_cache_file(const struct opts *o, const char *token_url)
     fg_buf_printf(&id, "%s\n%s\n%s\n%s", token_url, o->client_id, o->scope ? o->scope : "",
                   o->audience ? o->audience : "");
     unsigned char h[32];
-    SHA256((const unsigned char *)id.data, id.len, h);
+    fg_sha256(id.data, id.len, h);
     fg_buf_free(&id);
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && xdg[0])

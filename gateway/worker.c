@@ -142,8 +142,7 @@ void fg_reader_set(struct fg_reader *r, int want)
     if (r->timeout_ms) {
         struct timeval tv = {(time_t)(r->timeout_ms / 1000),
                              (suseconds_t)((r->timeout_ms % 1000) * 1000)};
-        const struct timeval *common =
-            event_base_init_common_timeout(event_get_base(r->ev), &tv);
+        const struct timeval *common = event_base_init_common_timeout(event_get_base(r->ev), &tv);
         event_add(r->ev, common ? common : &tv);
     } else if (!event_pending(r->ev, EV_READ, NULL)) {
         event_add(r->ev, NULL);

@@ -93,7 +93,6 @@ void fg_worker_sync_snapshot(struct fg_worker *w);
 void fg_pools_reset(struct fg_worker *w, size_t nshards);
 void fg_pools_free(struct fg_worker *w);
 
-
 /*
  * fg_reader: reads for a plaintext socket done by frontgate rather than its
  * bufferevent: one readv into the bufferevent's input buffer, without the
