@@ -526,9 +526,9 @@ static void nul_byte_in_string(void)
 static void bad_listener_addresses(void)
 {
     /* ("h:0" is valid: port 0 lets the kernel choose, which tests rely on) */
-    const char *bad[] = {"127.0.0.1", "::1:80", "[::1]", "[::1]x:80", "[::1",
-                         "h:65536",   "h:abc",  "h:",    "[::1]:",    "h:-1", "h: 80",
-                         "h:80:90",   "",       ":",     "h:+80",     "h:8o"};
+    const char *bad[] = {"127.0.0.1", "::1:80", "[::1]",  "[::1]x:80", "[::1",  "h:65536",
+                         "h:abc",     "h:",     "[::1]:", "h:-1",      "h: 80", "h:80:90",
+                         "",          ":",      "h:+80",  "h:8o"};
     for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++)
         CHECK(refused_fmt("t.yaml:2:14: listener address", "listeners:\n  - address: '%s'\n" S_ R_,
                           bad[i]));
