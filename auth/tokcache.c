@@ -1,5 +1,7 @@
 #include "tokcache.h"
 
+#include "fetch.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -83,23 +85,107 @@ static void entry_free(struct entry *e)
     free(e);
 }
 
-void fg_tokcache_free(struct fg_tokcache *c)
+/* Frees up to budget entries (all when budget is 0); returns 1 once the cache is empty. */
+static int drop_entries(struct fg_tokcache *c, size_t budget)
 {
-    if (c == NULL)
-        return;
+    size_t done = 0;
     for (int i = 0; i < STRIPES; i++) {
         struct stripe *s = &c->stripes[i];
-        for (struct entry *e = s->head, *next; e; e = next) {
-            next = e->lru_next;
+        while (s->head) {
+            if (budget && done == budget)
+                return 0;
+            struct entry *e = s->head;
+            s->head = e->lru_next;
             entry_free(e);
+            s->n--;
+            done++;
         }
-        free(s->buckets);
-        pthread_mutex_destroy(&s->lock);
+        s->tail = NULL;
+    }
+    return 1;
+}
+
+static void free_empty(struct fg_tokcache *c)
+{
+    for (int i = 0; i < STRIPES; i++) {
+        free(c->stripes[i].buckets);
+        pthread_mutex_destroy(&c->stripes[i].lock);
     }
     OPENSSL_cleanse(c->secret, sizeof(c->secret));
     EVP_MD_CTX_free(c->inner);
     EVP_MD_CTX_free(c->outer);
     free(c);
+}
+
+void fg_tokcache_free(struct fg_tokcache *c)
+{
+    if (c == NULL)
+        return;
+    drop_entries(c, 0);
+    free_empty(c);
+}
+
+/* Caches being freed in slices; fg_tokcache_retire_finish frees what a shutdown left. */
+struct retiring {
+    struct fg_tokcache *c;
+    struct fg_fetcher *f;
+    struct retiring *next;
+};
+static struct retiring *retiring;
+static pthread_mutex_t retiring_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void retire_unlink(struct retiring *r)
+{
+    pthread_mutex_lock(&retiring_lock);
+    struct retiring **pp = &retiring;
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    pthread_mutex_unlock(&retiring_lock);
+}
+
+static void retire_step(void *arg)
+{
+    struct retiring *r = arg;
+    if (drop_entries(r->c, FG_TOKCACHE_RETIRE_BATCH)) {
+        retire_unlink(r);
+        free_empty(r->c);
+        free(r);
+        return;
+    }
+    r->f->after(r->f, FG_TOKCACHE_RETIRE_PAUSE_MS, retire_step, r);
+}
+
+void fg_tokcache_retire(struct fg_tokcache *c, struct fg_fetcher *f)
+{
+    if (c == NULL)
+        return;
+    if (f == NULL || fg_tokcache_size(c) <= FG_TOKCACHE_RETIRE_BATCH) {
+        fg_tokcache_free(c);
+        return;
+    }
+    struct retiring *r = fg_calloc(1, sizeof(*r));
+    r->c = c;
+    r->f = f;
+    pthread_mutex_lock(&retiring_lock);
+    r->next = retiring;
+    retiring = r;
+    pthread_mutex_unlock(&retiring_lock);
+    f->post(f, retire_step, r);
+}
+
+void fg_tokcache_retire_finish(void)
+{
+    pthread_mutex_lock(&retiring_lock);
+    struct retiring *r = retiring;
+    retiring = NULL;
+    pthread_mutex_unlock(&retiring_lock);
+    while (r) {
+        struct retiring *next = r->next;
+        fg_tokcache_free(r->c);
+        free(r);
+        r = next;
+    }
 }
 
 static void add_u32(EVP_MD_CTX *m, size_t n)

@@ -50,8 +50,8 @@ struct tr_authn {
 
 static void tr_destroy(struct tr_authn *tr)
 {
-    fg_tokcache_free(tr->pos);
-    fg_tokcache_free(tr->neg);
+    fg_tokcache_retire(tr->pos, tr->f); /* in slices: see tokcache.h */
+    fg_tokcache_retire(tr->neg, tr->f);
     fg_identity_unref(tr->denied);
     SSL_CTX_free(tr->tls);
     if (tr->caller_token) {

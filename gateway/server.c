@@ -2,6 +2,7 @@
 
 #include "../auth/mint.h"
 #include "../auth/oidc.h"
+#include "../auth/tokcache.h"
 #include "fetch.h"
 #include "worker.h"
 
@@ -319,12 +320,6 @@ static void raise_nofile(void)
     }
 }
 
-static void control_post(void *ctx, fg_task_fn fn, void *arg)
-{
-    struct fg_fetcher *f = ctx;
-    f->post(f, fn, arg);
-}
-
 int fg_control_init(struct fg_control *ctl)
 {
     evthread_use_pthreads();
@@ -336,7 +331,7 @@ int fg_control_init(struct fg_control *ctl)
     if (ctl->dns == NULL)
         ctl->dns = evdns_base_new(ctl->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     ctl->fetcher = fg_fetcher_new(ctl->base, ctl->dns);
-    fg_snapshot_set_reaper(control_post, ctl->fetcher);
+    fg_snapshot_set_reaper(ctl->fetcher);
     return 0;
 }
 
@@ -344,7 +339,8 @@ void fg_control_free(struct fg_control *ctl)
 {
     /* The fetcher runs what is posted (snapshot frees included) before it goes. */
     fg_fetcher_free(ctl->fetcher);
-    fg_snapshot_set_reaper(NULL, NULL);
+    fg_snapshot_set_reaper(NULL);
+    fg_tokcache_retire_finish();
     fg_oidc_shutdown();
     fg_mint_shutdown();
     if (ctl->dns)

@@ -110,13 +110,11 @@ struct fg_snapshot *fg_snapshot_ref(struct fg_snapshot *s)
     return s;
 }
 
-static void (*reaper_post)(void *ctx, fg_task_fn fn, void *arg);
-static void *reaper_ctx;
+static struct fg_fetcher *reaper; /* atomic */
 
-void fg_snapshot_set_reaper(void (*post)(void *ctx, fg_task_fn fn, void *arg), void *ctx)
+void fg_snapshot_set_reaper(struct fg_fetcher *f)
 {
-    reaper_ctx = ctx;
-    __atomic_store_n(&reaper_post, post, __ATOMIC_RELEASE);
+    __atomic_store_n(&reaper, f, __ATOMIC_RELEASE);
 }
 
 static void snapshot_free(void *arg);
@@ -127,9 +125,9 @@ void fg_snapshot_unref(struct fg_snapshot *s)
         return;
     /* Freeing a snapshot can take a while (a full token cache is ~100k frees): not on a
      * worker while requests wait. The control thread does it when there is one. */
-    void (*post)(void *, fg_task_fn, void *) = __atomic_load_n(&reaper_post, __ATOMIC_ACQUIRE);
-    if (post)
-        post(reaper_ctx, snapshot_free, s);
+    struct fg_fetcher *f = __atomic_load_n(&reaper, __ATOMIC_ACQUIRE);
+    if (f)
+        f->post(f, snapshot_free, s);
     else
         snapshot_free(s);
 }
@@ -151,7 +149,7 @@ static void snapshot_free(void *arg)
     for (size_t i = 0; s->wstypes && i < cfg->nwstypes; i++)
         free(s->wstypes[i].authns);
     free(s->wstypes);
-    fg_tokcache_free(s->tokcache);
+    fg_tokcache_retire(s->tokcache, __atomic_load_n(&reaper, __ATOMIC_ACQUIRE));
     for (size_t i = 0; s->mints && i < cfg->nshards; i++)
         fg_mint_free(s->mints[i]);
     free(s->mints);

@@ -54,11 +54,11 @@ struct fg_snapshot *fg_snapshot_ref(struct fg_snapshot *s);
 /* Drops a reference; the last one frees the snapshot on the reaper's thread, if one is set. */
 void fg_snapshot_unref(struct fg_snapshot *s);
 /*
- * Where last references are freed: post(ctx, fn, arg) must run fn(arg) on
- * another thread soon. NULL frees inline (before the control loop exists,
- * and after it is gone).
+ * Where last references are freed: the fetcher's thread (the control loop), and
+ * a dropped token cache a slice at a time there (fg_tokcache_retire). NULL frees
+ * inline (before the control loop exists, and after it is gone).
  */
-void fg_snapshot_set_reaper(void (*post)(void *ctx, fg_task_fn fn, void *arg), void *ctx);
+void fg_snapshot_set_reaper(struct fg_fetcher *f);
 
 /* The generation of the installed snapshot (0 before any): one atomic load. */
 uint64_t fg_snapshot_generation(void);

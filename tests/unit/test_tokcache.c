@@ -7,6 +7,7 @@
 #include "t.h"
 
 #include "auth/tokcache.h"
+#include "fakefetch.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -378,6 +379,89 @@ static void threads_put_and_get(void)
     free(s);
 }
 
+/* ---- retiring a dropped cache ---- */
+
+#define RETIRED 5000 /* 2.5 batches */
+
+/* A cache of RETIRED entries that all hold one identity: its refs count the entries left. */
+static struct fg_tokcache *full_cache(struct fg_identity **id)
+{
+    struct fg_tokcache *c = fg_tokcache_new(2 * RETIRED, 60000);
+    *id = fg_identity_new("alice", "jwt");
+    for (unsigned i = 0; i < RETIRED; i++) {
+        unsigned char key[FG_TOKCACHE_KEY];
+        spread(c, i, key);
+        fg_tokcache_put(c, key, *id, 0, NOW);
+    }
+    return c;
+}
+
+/* A reload's dropped cache is freed on the fetcher's thread a batch at a time, never inline. */
+static void retire_frees_in_slices(void)
+{
+    struct fake fk;
+    fake_init(&fk, NOW);
+    struct fg_identity *id;
+    struct fg_tokcache *c = full_cache(&id);
+    CHECK(fg_tokcache_size(c) == RETIRED);
+    fg_tokcache_retire(c, &fk.f);
+    CHECK(id->refs == 1 + RETIRED); /* nothing freed by the caller */
+    CHECK(fk.ntasks == 1 && fake_timers(&fk) == 0);
+    CHECK(fake_step(&fk, 0));
+    CHECK(id->refs == 1 + RETIRED - FG_TOKCACHE_RETIRE_BATCH);
+    CHECK(fake_timers(&fk) == 1);
+    CHECK(fk.ndelays == 1 && fk.delays[0] == FG_TOKCACHE_RETIRE_PAUSE_MS);
+    CHECK(!fake_step(&fk, 0)); /* the next batch waits for the pause */
+    fake_advance(&fk, FG_TOKCACHE_RETIRE_PAUSE_MS);
+    CHECK(id->refs == 1 + RETIRED - 2 * FG_TOKCACHE_RETIRE_BATCH);
+    fake_advance(&fk, 10 * FG_TOKCACHE_RETIRE_PAUSE_MS);
+    CHECK(id->refs == 1);
+    CHECK(fk.ntasks == 0);
+    fg_identity_unref(id);
+    fake_drain(&fk);
+}
+
+/* Small caches, and callers without a fetcher, free at once. */
+static void retire_small_or_without_fetcher_is_inline(void)
+{
+    struct fake fk;
+    fake_init(&fk, NOW);
+    struct fg_identity *id = fg_identity_new("bob", "jwt");
+    struct fg_tokcache *c = fg_tokcache_new(100, 60000);
+    unsigned char key[FG_TOKCACHE_KEY];
+    spread(c, 1, key);
+    fg_tokcache_put(c, key, id, 0, NOW);
+    fg_tokcache_retire(c, &fk.f);
+    CHECK(id->refs == 1 && fk.ntasks == 0);
+    fg_identity_unref(id);
+    c = full_cache(&id);
+    fg_tokcache_retire(c, NULL);
+    CHECK(id->refs == 1);
+    fg_identity_unref(id);
+    fg_tokcache_retire(NULL, &fk.f); /* nothing to do */
+    CHECK(fk.ntasks == 0);
+    fake_drain(&fk);
+}
+
+/* At shutdown the fetcher goes with batches pending: retire_finish frees the rest. */
+static void retire_finish_frees_what_shutdown_left(void)
+{
+    struct fake fk;
+    fake_init(&fk, NOW);
+    struct fg_identity *id;
+    struct fg_tokcache *c = full_cache(&id);
+    fg_tokcache_retire(c, &fk.f);
+    CHECK(fake_step(&fk, 0));
+    CHECK(id->refs > 1);
+    free(fk.tasks); /* the fetcher is gone: its timers never run */
+    fk.tasks = NULL;
+    fk.ntasks = fk.tcap = 0;
+    fg_tokcache_retire_finish();
+    CHECK(id->refs == 1);
+    fg_identity_unref(id);
+    fake_drain(&fk);
+}
+
 int main(void)
 {
     RUN(key_depends_on_every_input);
@@ -391,5 +475,8 @@ int main(void)
     RUN(capacity_is_a_bound);
     RUN(lru_evicts_least_recently_used);
     RUN(threads_put_and_get);
+    RUN(retire_frees_in_slices);
+    RUN(retire_small_or_without_fetcher_is_inline);
+    RUN(retire_finish_frees_what_shutdown_left);
     DONE();
 }
