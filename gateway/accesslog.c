@@ -2,8 +2,56 @@
 
 #include "conn.h"
 
+#include <event2/event.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
+
+static void flush(struct fg_worker *w, size_t n)
+{
+    fg_log_write(w->access.data, n);
+    memmove(w->access.data, w->access.data + n, w->access.len - n);
+    w->access.len -= n;
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_worker *w = arg;
+    if (w->access.len)
+        flush(w, w->access.len);
+}
+
+void fg_access_log_init(struct fg_worker *w)
+{
+    w->access_flush = event_new(w->base, -1, 0, flush_cb, w);
+}
+
+void fg_access_log_free(struct fg_worker *w)
+{
+    if (w->access.len)
+        flush(w, w->access.len);
+    if (w->access_flush)
+        event_free(w->access_flush);
+    w->access_flush = NULL;
+    free(w->access.data);
+    memset(&w->access, 0, sizeof(w->access));
+}
+
+/* "2026-11-23T21:10:32": formatted once a second per thread. */
+static const char *stamp(time_t now)
+{
+    static __thread time_t last = -1;
+    static __thread char text[32];
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+        last = now;
+    }
+    return text;
+}
 
 void fg_access_log(struct fg_conn *c)
 {
@@ -12,44 +60,46 @@ void fg_access_log(struct fg_conn *c)
     if (r->logged || !snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
         return;
     r->logged = 1;
-    struct fg_buf b = {0};
+    struct fg_worker *w = c->w;
+    struct fg_buf *bp = &w->access;
+    size_t start = bp->len;
+    if (start == 0 && w->access_flush)
+        event_active(w->access_flush, EV_TIMEOUT, 1); /* after this pass's other events */
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    fg_buf_printf(&b, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ info access method=", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  ts.tv_nsec / 1000000);
-    fg_buf_adds(&b, r->msg.first_len ? http_method_str(r->method) : "-");
+    fg_buf_printf(bp, "%s.%03ldZ info access method=", stamp(ts.tv_sec), ts.tv_nsec / 1000000);
+    fg_buf_adds(bp, r->msg.first_len ? http_method_str(r->method) : "-");
     const char *target = r->msg.raw.data ? r->msg.raw.data : "";
     size_t tlen = r->msg.first_len;
     const char *q = memchr(target, '?', tlen);
-    fg_buf_adds(&b, " path=");
-    fg_buf_logval(&b, target, q ? (size_t)(q - target) : tlen);
-    fg_buf_printf(&b, " status=%d", r->status);
+    fg_buf_adds(bp, " path=");
+    fg_buf_logval(bp, target, q ? (size_t)(q - target) : tlen);
+    fg_buf_printf(bp, " status=%d", r->status);
     if (r->match.ws_name_len) {
-        fg_buf_adds(&b, " workspace=");
-        fg_buf_logval(&b, r->match.ws_name, r->match.ws_name_len);
+        fg_buf_adds(bp, " workspace=");
+        fg_buf_logval(bp, r->match.ws_name, r->match.ws_name_len);
     }
     if (r->match.ws) {
-        fg_buf_adds(&b, " cluster=");
-        fg_buf_adds(&b, r->match.ws->cluster);
+        fg_buf_adds(bp, " cluster=");
+        fg_buf_adds(bp, r->match.ws->cluster);
     }
     if (r->identity) {
-        fg_buf_adds(&b, " user=");
-        fg_buf_logval(&b, r->identity->user, strlen(r->identity->user));
+        fg_buf_adds(bp, " user=");
+        fg_buf_logval(bp, r->identity->user, strlen(r->identity->user));
     }
     if (r->authn) {
-        fg_buf_adds(&b, " authn=");
-        fg_buf_logval(&b, r->authn, strlen(r->authn));
+        fg_buf_adds(bp, " authn=");
+        fg_buf_logval(bp, r->authn, strlen(r->authn));
     }
     if (r->reason) {
-        fg_buf_adds(&b, " reason=");
-        fg_buf_logval(&b, r->reason, strlen(r->reason));
+        fg_buf_adds(bp, " reason=");
+        fg_buf_logval(bp, r->reason, strlen(r->reason));
     }
     uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
-    fg_buf_printf(&b, " dur_ms=%llu.%03llu bytes=%llu peer=%s\n", (unsigned long long)(dur / 1000),
+    fg_buf_printf(bp, " dur_ms=%llu.%03llu bytes=%llu peer=%s\n", (unsigned long long)(dur / 1000),
                   (unsigned long long)(dur % 1000), (unsigned long long)r->bytes_out, c->peer);
-    fg_log_write(b.data, b.len);
-    fg_buf_free(&b);
+    if (bp->len > PIPE_BUF && start > 0)
+        flush(w, start); /* the earlier lines; this one waits for the end of the pass */
+    if (w->access_flush == NULL)
+        flush(w, bp->len);
 }

@@ -3,6 +3,7 @@
 #include "../auth/mint.h"
 #include "../auth/oidc.h"
 #include "../auth/tokcache.h"
+#include "accesslog.h"
 #include "fetch.h"
 #include "worker.h"
 
@@ -179,6 +180,7 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
     if (w->dns == NULL)
         w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     TAILQ_INIT(&w->conns);
+    fg_access_log_init(w);
     w->snap = fg_snapshot_ref(snap);
     fg_pools_reset(w, snap->cfg->nshards);
     w->nlisteners = snap->cfg->nlisteners;
@@ -203,6 +205,8 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
 static void worker_free(struct fg_worker *w)
 {
     fg_conn_close_all(w);
+    if (w->base)
+        fg_access_log_free(w);
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i])
             evconnlistener_free(w->listeners[i]);
