@@ -408,10 +408,13 @@ static void read_limits(struct fg_cfgrd *r, struct fg_ynode *root)
     l->max_buffer_bytes = (uint32_t)v;
     fg_rd_duration(&r->rd, n, "upstreamIdleTimeout", 60000, 100, 3600000,
                    &l->upstream_idle_timeout_ms);
+    fg_rd_size(&r->rd, n, "upstreamMaxIdle", 256, 0, 65536, &v);
+    l->upstream_max_idle = (uint32_t)v;
     if (n)
         fg_rd_unknown(&r->rd, n, "limits",
                       "maxHeaderBytes, headerTimeout, idleTimeout, maxConnections, "
-                      "connectTimeout, shutdownGracePeriod, maxBufferBytes, upstreamIdleTimeout");
+                      "connectTimeout, shutdownGracePeriod, maxBufferBytes, upstreamIdleTimeout, "
+                      "upstreamMaxIdle");
 }
 
 static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)

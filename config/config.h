@@ -149,6 +149,7 @@ struct fg_limits {
     uint64_t shutdown_grace_ms;
     uint32_t max_buffer_bytes; /* per direction, per connection */
     uint64_t upstream_idle_timeout_ms;
+    uint32_t upstream_max_idle; /* pooled connections per shard, per worker */
 };
 
 struct fg_config {

@@ -17,8 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_IDLE_PER_SHARD 64
-#define FEED_MAX           (64 * 1024)
+#define FEED_MAX (64 * 1024)
 
 static http_parser_settings resp_settings;
 
@@ -323,7 +322,7 @@ void fg_up_release(struct fg_upconn *u, int reusable)
     }
     up_read_on(u, 1);
     TAILQ_INSERT_HEAD(&pool->idle, u, link);
-    if (++pool->nidle > MAX_IDLE_PER_SHARD)
+    if (++pool->nidle > up_limits(u)->upstream_max_idle)
         fg_up_close(TAILQ_LAST(&pool->idle, fg_upconn_list));
 }
 

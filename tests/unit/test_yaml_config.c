@@ -740,6 +740,7 @@ static void limits_defaults(void)
     CHECK(l->shutdown_grace_ms == 30000);
     CHECK(l->max_buffer_bytes == 1048576);
     CHECK(l->upstream_idle_timeout_ms == 60000);
+    CHECK(l->upstream_max_idle == 256);
     fg_config_free(cfg);
 }
 
@@ -753,7 +754,8 @@ static void limits_set(void)
                                      "  connectTimeout: 250ms\n"
                                      "  shutdownGracePeriod: 0\n"
                                      "  maxBufferBytes: 64Ki\n"
-                                     "  upstreamIdleTimeout: 1h\n");
+                                     "  upstreamIdleTimeout: 1h\n"
+                                     "  upstreamMaxIdle: 0\n");
     CHECK(cfg != NULL);
     if (cfg == NULL)
         return;
@@ -766,6 +768,7 @@ static void limits_set(void)
     CHECK(l->shutdown_grace_ms == 0);
     CHECK(l->max_buffer_bytes == 65536);
     CHECK(l->upstream_idle_timeout_ms == 3600000);
+    CHECK(l->upstream_max_idle == 0);
     fg_config_free(cfg);
 }
 
@@ -808,6 +811,8 @@ static void limits_errors(void)
         {"maxBufferBytes", "65Mi", "must be between 16384"},
         {"upstreamIdleTimeout", "99ms", "must be between 100ms"},
         {"upstreamIdleTimeout", "[1]", "must be a duration"},
+        {"upstreamMaxIdle", "65537", "must be between 0 and 65536"},
+        {"upstreamMaxIdle", "-1", "must be a number"},
     };
     char want[160];
     for (size_t i = 0; i < FG_ARRAY_LEN(cases); i++) {
