@@ -474,3 +474,24 @@ def test_demo_stops_on_sigterm_and_removes_its_files(demo):
                     + repr(demo.text(demo.err).strip().splitlines()[-1:]) + ")")
     assert rc == 0
     assert not os.path.exists(d), "the demo left its key file and TLS key behind"
+
+
+@pytest.mark.parametrize("max_idle,expect_new", [(None, "reused"), ("0", "every request")])
+def test_shard_pool_keeps_idle_connections_up_to_upstream_max_idle(shard, frontgate_factory, max_idle,
+                                                                   expect_new):
+    """Shard connections are pooled per worker (limits.upstreamMaxIdle, default 256): sequential
+    requests reuse them; with 0 nothing is kept and each request dials the shard."""
+    key = new_key()
+    extra = f"  upstreamMaxIdle: {max_idle}\n" if max_idle is not None else ""  # continues limits:
+    fg = frontgate_factory(std_config(shard.url) + extra, {"keys.txt": key_line("alice", key) + "\n"})
+    before = shard.connections
+    n = 6
+    for i in range(n):
+        r = request(fg.port, "GET", f"/clusters/{WS_PATH}/api/v1/pool-{i}", bearer(key))
+        assert r.status == 200, r
+        shard.wait_for(lambda x, i=i: x.complete and x.target.endswith(f"/pool-{i}"))
+    opened = shard.connections - before
+    if expect_new == "reused":
+        assert opened <= 2, f"{opened} shard connections for {n} sequential requests (2 workers)"
+    else:
+        assert opened == n, f"{opened} shard connections for {n} requests with upstreamMaxIdle 0"
