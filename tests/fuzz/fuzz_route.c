@@ -22,6 +22,35 @@ static const char yaml[] =
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/*
+ * 1 when p[0..n) has a "." or ".." segment, dots also counted percent-encoded (%2e): what a shard
+ * that decodes would resolve. Written apart from fg_route_path_ok on purpose: an oracle that
+ * called the code under test could not disagree with it.
+ */
+static int has_dot_segment(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t start = i, dots = 0, other = 0;
+        while (i < n && p[i] != '/') {
+            if (p[i] == '.') {
+                dots++;
+                i++;
+            } else if (n - i >= 3 && p[i] == '%' && p[i + 1] == '2' &&
+                       (p[i + 2] == 'e' || p[i + 2] == 'E')) {
+                dots++;
+                i += 3;
+            } else {
+                other++;
+                i++;
+            }
+        }
+        if (i > start && other == 0 && dots <= 2)
+            return 1;
+        i++;
+    }
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (cfg == NULL) {
@@ -39,13 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fg_route_upstream_target(&b, &cfg->shards[m.shard], &m);
         /* whatever was routed is clean: no dot segment in the path a shard gets (the
          * query is forwarded as it came; dots there are not path segments) */
-        char *q = strchr(b.data, '?');
-        if (q)
-            *q = '\0';
-        size_t n = strlen(b.data);
-        if (strstr(b.data, "/../") || strstr(b.data, "/./") ||
-            (n >= 3 && strcmp(b.data + n - 3, "/..") == 0) ||
-            (n >= 2 && strcmp(b.data + n - 2, "/.") == 0))
+        const char *q = memchr(b.data, '?', b.len);
+        if (has_dot_segment(b.data, q ? (size_t)(q - b.data) : b.len))
             abort();
         fg_buf_free(&b);
     }
