@@ -66,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (o == FG_ROUTE_OK) {
         struct fg_buf b = {0};
         fg_route_upstream_target(&b, &cfg->shards[m.shard], &m);
-        /* whatever was routed is clean: no dot segment in the path a shard gets (the
-         * query is forwarded as it came; dots there are not path segments) */
+        /* Whatever was routed is clean: no dot segment in the path forwarded to a shard. The
+         * query goes as it came; dots there are not path segments. */
         const char *q = memchr(b.data, '?', b.len);
         if (has_dot_segment(b.data, q ? (size_t)(q - b.data) : b.len))
             abort();
