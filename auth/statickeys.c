@@ -225,15 +225,11 @@ struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, si
     const char *prefix = username_prefix ? username_prefix : "";
     size_t before = errs->n;
     struct parse_tables pt = {NULL, strlen(prefix)};
-    int lineno = 0;
-    for (size_t pos = 0; pos < len && errs->n - before < 50;) {
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t llen = nl ? (size_t)(nl - line) : len - pos;
-        pos += llen + 1;
-        lineno++;
-        if (llen > 0 && line[llen - 1] == '\r')
-            llen--;
+    struct fg_lines it = {text, len, 0, 0};
+    const char *line;
+    size_t llen;
+    while (errs->n - before < 50 && fg_next_line(&it, &line, &llen)) {
+        int lineno = it.lineno;
         size_t lead = 0;
         while (lead < llen && (line[lead] == ' ' || line[lead] == '\t'))
             lead++;

@@ -327,6 +327,22 @@ int64_t fg_wall_s(void)
     return (int64_t)time(NULL);
 }
 
+int fg_next_line(struct fg_lines *it, const char **line, size_t *llen)
+{
+    if (it->pos >= it->len)
+        return 0;
+    const char *l = it->text + it->pos;
+    const char *nl = memchr(l, '\n', it->len - it->pos);
+    size_t n = nl ? (size_t)(nl - l) : it->len - it->pos;
+    it->pos += n + 1;
+    it->lineno++;
+    if (n > 0 && l[n - 1] == '\r')
+        n--;
+    *line = l;
+    *llen = n;
+    return 1;
+}
+
 void fg_random(void *buf, size_t n)
 {
     if (RAND_bytes(buf, (int)n) != 1) {

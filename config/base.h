@@ -71,6 +71,17 @@ int fg_hexval(int c);
 uint64_t fg_now_ms(void);
 int64_t fg_wall_s(void);
 
+/*
+ * Line files (key files, the workspace index): a cursor over text[0..len). fg_next_line hands
+ * out each line without its "\n" or "\r\n" and counts lines from 1; 0 when the text is used up.
+ */
+struct fg_lines {
+    const char *text;
+    size_t len, pos;
+    int lineno;
+};
+int fg_next_line(struct fg_lines *it, const char **line, size_t *llen);
+
 /* Fills buf with n cryptographically random bytes; aborts if the RNG fails. */
 void fg_random(void *buf, size_t n);
 

@@ -160,15 +160,11 @@ int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs
     }
     int map[NCOLS + 8];
     size_t ncols = 0;
-    int lineno = 0;
-    for (size_t pos = 0; pos < len && errs->n - before < 20;) {
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t llen = nl ? (size_t)(nl - line) : len - pos;
-        pos += llen + 1;
-        lineno++;
-        if (llen > 0 && line[llen - 1] == '\r')
-            llen--;
+    struct fg_lines it = {text, len, 0, 0};
+    const char *line;
+    size_t llen;
+    while (errs->n - before < 20 && fg_next_line(&it, &line, &llen)) {
+        int lineno = it.lineno;
         if (llen == 0 || line[0] == '#')
             continue;
         struct field raw[NCOLS + 8];

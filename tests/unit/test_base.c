@@ -274,8 +274,32 @@ static void logval_controls(void)
     free(s);
 }
 
+/* Lines without their "\n" or "\r\n", numbered from 1; a last line without "\n" counts. */
+static void next_line_splits_and_counts(void)
+{
+    static const char text[] = "a:1\r\n\n# c\nlast";
+    struct fg_lines it = {text, sizeof(text) - 1, 0, 0};
+    const char *l;
+    size_t n;
+    static const char *const want[] = {"a:1", "", "# c", "last"};
+    for (size_t i = 0; i < FG_ARRAY_LEN(want); i++) {
+        CHECK(fg_next_line(&it, &l, &n) == 1);
+        CHECK(n == strlen(want[i]) && memcmp(l, want[i], n) == 0);
+        CHECK(it.lineno == (int)i + 1);
+    }
+    CHECK(fg_next_line(&it, &l, &n) == 0);
+    CHECK(fg_next_line(&it, &l, &n) == 0);
+    struct fg_lines empty = {"", 0, 0, 0};
+    CHECK(fg_next_line(&empty, &l, &n) == 0 && empty.lineno == 0);
+    struct fg_lines one = {"x\n", 2, 0, 0}; /* a final "\n" does not open another line */
+    CHECK(fg_next_line(&one, &l, &n) == 1 && n == 1 && fg_next_line(&one, &l, &n) == 0);
+    struct fg_lines nul = {"a\0b\nc", 5, 0, 0}; /* NUL bytes stay in the line for the caller */
+    CHECK(fg_next_line(&nul, &l, &n) == 1 && n == 3 && l[1] == '\0');
+}
+
 int main(void)
 {
+    RUN(next_line_splits_and_counts);
     RUN(duration_units);
     RUN(duration_compound);
     RUN(duration_bare_seconds);
