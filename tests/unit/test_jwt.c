@@ -6,6 +6,7 @@
 #include "t.h"
 
 #include "auth/jwt.h"
+#include "testkeys.h"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -38,74 +39,26 @@ static const int alg_key[] = {
 
 static void make_keys(void)
 {
-    keys[RSA_A] = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-    keys[RSA_B] = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-    keys[EC256_A] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    keys[EC256_B] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    keys[EC384] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-    keys[EC521] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521");
-    keys[ED_A] = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    keys[ED_B] = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    for (int i = 0; i < NKEYS; i++)
-        if (keys[i] == NULL)
-            abort();
-}
-
-static void add_b64(struct fg_buf *b, const void *p, size_t n)
-{
-    char *enc = fg_malloc(n / 3 * 4 + 5);
-    fg_buf_add(b, enc, fg_b64url_encode(p, n, enc));
-    free(enc);
-}
-
-static const EVP_MD *alg_md(enum fg_jwt_alg alg)
-{
-    static const char *const names[] = {"SHA256", "SHA384", "SHA512"};
-    return alg == FG_JWT_EDDSA ? NULL : EVP_get_digestbyname(names[alg % 3]);
-}
-
-/* Signs in with key as alg wants; JWS form (ECDSA as raw r||s). */
-static void add_sig(struct fg_buf *b, enum fg_jwt_alg alg, EVP_PKEY *key, const char *in)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
-    unsigned char sig[1024], raw[132];
-    size_t n = sizeof(sig);
-
-    if (EVP_DigestSignInit(ctx, &pctx, alg_md(alg), NULL, key) != 1)
-        abort();
-    if (alg >= FG_JWT_PS256 && alg <= FG_JWT_PS512) {
-        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
-        EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
-    }
-    if (EVP_DigestSign(ctx, sig, &n, (const unsigned char *)in, strlen(in)) != 1)
-        abort();
-    if (alg >= FG_JWT_ES256 && alg <= FG_JWT_ES512) {
-        int half = alg == FG_JWT_ES256 ? 32 : alg == FG_JWT_ES384 ? 48 : 66;
-        const unsigned char *p = sig;
-        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)n);
-        BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, half);
-        BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + half, half);
-        ECDSA_SIG_free(es);
-        add_b64(b, raw, (size_t)(2 * half));
-    } else {
-        add_b64(b, sig, n);
-    }
-    EVP_MD_CTX_free(ctx);
+    keys[RSA_A] = tk_rsa(2048);
+    keys[RSA_B] = tk_rsa(2048);
+    keys[EC256_A] = tk_ec("P-256");
+    keys[EC256_B] = tk_ec("P-256");
+    keys[EC384] = tk_ec("P-384");
+    keys[EC521] = tk_ec("P-521");
+    keys[ED_A] = tk_ed25519();
+    keys[ED_B] = tk_ed25519();
 }
 
 /* A compact JWS of header and claims (JSON text), signed with key; unsigned ("h.c.") without. */
 static char *mint(const char *header, const char *claims, enum fg_jwt_alg alg, EVP_PKEY *key)
 {
-    struct fg_buf b = {0};
-    add_b64(&b, header, strlen(header));
-    fg_buf_addc(&b, '.');
-    add_b64(&b, claims, strlen(claims));
-    char *input = fg_strdup(b.data);
-    fg_buf_addc(&b, '.');
     if (key != NULL)
-        add_sig(&b, alg, key, input);
-    free(input);
+        return tk_mint(header, claims, alg, key);
+    struct fg_buf b = {0};
+    tk_add_b64(&b, header, strlen(header));
+    fg_buf_addc(&b, '.');
+    tk_add_b64(&b, claims, strlen(claims));
+    fg_buf_addc(&b, '.');
     return fg_buf_take(&b);
 }
 
@@ -157,7 +110,7 @@ static char *with_segment(const char *tok, int seg, const char *text)
 static char *b64_of(const char *s)
 {
     struct fg_buf b = {0};
-    add_b64(&b, s, strlen(s));
+    tk_add_b64(&b, s, strlen(s));
     return fg_buf_take(&b);
 }
 
@@ -389,7 +342,7 @@ static char *with_zero_sig(const char *tok, size_t n)
     unsigned char zero[600] = {0};
     struct fg_buf b = {0};
     fg_buf_adds(&b, tok);
-    add_b64(&b, zero, n);
+    tk_add_b64(&b, zero, n);
     return fg_buf_take(&b);
 }
 
@@ -428,7 +381,7 @@ static void ecdsa_der_signature_refused(void)
     CHECK(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, keys[EC256_A]) == 1);
     CHECK(EVP_DigestSign(ctx, der, &n, (const unsigned char *)in, strlen(in)) == 1);
     fg_buf_printf(&b, "%s.", in);
-    add_b64(&b, der, n);
+    tk_add_b64(&b, der, n);
     const char *why = NULL;
     CHECK(verify_with(b.data, keys[EC256_A], &why) == -1);
     fg_buf_free(&b);
@@ -442,7 +395,7 @@ static void ecdsa_zero_signature_fails(void)
     struct fg_buf b = {0};
     char *tok = mint("{\"alg\":\"ES256\"}", "{" BASE "}", FG_JWT_ES256, NULL);
     fg_buf_adds(&b, tok);
-    add_b64(&b, zero, sizeof(zero));
+    tk_add_b64(&b, zero, sizeof(zero));
     const char *why = NULL;
     CHECK(verify_with(b.data, keys[EC256_A], &why) == -1);
     CHECK(why != NULL);
@@ -590,13 +543,13 @@ static void hmac_refused(void)
     struct fg_buf b = {0};
     unsigned char mac[64];
     size_t maclen = 0;
-    add_b64(&b, "{\"alg\":\"HS256\"}", 15);
+    tk_add_b64(&b, "{\"alg\":\"HS256\"}", 15);
     fg_buf_addc(&b, '.');
-    add_b64(&b, "{" BASE "}", strlen("{" BASE "}"));
+    tk_add_b64(&b, "{" BASE "}", strlen("{" BASE "}"));
     CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, pem, strlen(pem),
                     (const unsigned char *)b.data, b.len, mac, sizeof(mac), &maclen) != NULL);
     fg_buf_addc(&b, '.');
-    add_b64(&b, mac, maclen);
+    tk_add_b64(&b, mac, maclen);
     const char *why = NULL;
     struct fg_jwt t;
     CHECK(fg_jwt_parse(b.data, b.len, &t, &why) == FG_JWT_INVALID);
