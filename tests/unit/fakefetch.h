@@ -8,6 +8,7 @@
 #ifndef FG_FAKEFETCH_H
 #define FG_FAKEFETCH_H
 
+#include "auth/authn.h"
 #include "auth/fetch.h"
 #include "config/base.h"
 
@@ -219,6 +220,27 @@ static inline void fake_drain(struct fake *fk)
     fk->fetches = NULL;
     fk->tasks = NULL;
     fk->fcap = fk->tcap = 0;
+}
+
+/* A parked request's stand-in: counts how often it was posted and keeps the last status. */
+struct fake_waiter {
+    struct fg_authn_waiter w; /* first: post() casts back */
+    int posts;
+    enum fg_authn_status status;
+};
+
+static inline void fake_waiter_post(struct fg_authn_waiter *w)
+{
+    struct fake_waiter *r = (struct fake_waiter *)w;
+    r->posts++;
+    r->status = w->result.status;
+}
+
+static inline void fake_waiter_init(struct fake_waiter *r, int no_park)
+{
+    memset(r, 0, sizeof(*r));
+    r->w.post = fake_waiter_post;
+    r->w.no_park = no_park;
 }
 
 #endif

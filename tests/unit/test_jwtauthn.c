@@ -34,26 +34,6 @@ struct env {
     struct fg_authn *a;
 };
 
-struct rec {
-    struct fg_authn_waiter w; /* first: post() casts back */
-    int posts;
-    enum fg_authn_status status;
-};
-
-static void rec_post(struct fg_authn_waiter *w)
-{
-    struct rec *r = (struct rec *)w;
-    r->posts++;
-    r->status = w->result.status;
-}
-
-static void rec_init(struct rec *r, int no_park)
-{
-    memset(r, 0, sizeof(*r));
-    r->w.post = rec_post;
-    r->w.no_park = no_park;
-}
-
 static void env_start(struct env *e, int with_cache)
 {
     memset(e, 0, sizeof(*e));
@@ -93,7 +73,7 @@ static void env_end(struct env *e)
     fg_tokcache_free(e->cache);
 }
 
-static enum fg_authn_status authn(struct env *e, const char *tok, struct rec *w,
+static enum fg_authn_status authn(struct env *e, const char *tok, struct fake_waiter *w,
                                   struct fg_authn_result *res)
 {
     struct fg_credential cred = {tok, tok ? strlen(tok) : 0};
@@ -138,11 +118,11 @@ static void not_mine(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
     unsigned long started = e.fk.started;
 
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
     CHECK(authn(&e, NULL, &w, &res) == FG_AUTHN_NOT_MINE);
     CHECK(authn(&e, "opaque-api-key-123", &w, &res) == FG_AUTHN_NOT_MINE);
     CHECK(res.reason == NULL && res.identity == NULL);
@@ -178,9 +158,9 @@ static void valid_tokens_ok(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1ec);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
 
     char *rs = good(k1, "k1");
     CHECK(authn(&e, rs, &w, &res) == FG_AUTHN_OK);
@@ -216,10 +196,10 @@ static void refused_tokens(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
     unsigned long fetches = e.fk.started;
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
 
     char *forged = good(stranger, "k1"); /* known kid, wrong key */
     CHECK(rejected(authn(&e, forged, &w, &res), &res, "token signature does not verify"));
@@ -246,9 +226,9 @@ static void second_authenticate_is_a_cache_hit(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
-    rec_init(&w, 1);
+    fake_waiter_init(&w, 1);
 
     char *tok = good(k1, "k1");
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_OK);
@@ -304,9 +284,9 @@ static void cache_entries_per_authenticator(void)
     env_ready(&e, 1, jwks_k1);
     struct fg_authn *b = fg_jwtauthn_new("oidc2", e.cfgs, 1, &e.fk.f, e.cache, 1);
     CHECK(fg_authn_ready(b)); /* it shares the provider, keys included */
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result ra, rb;
-    rec_init(&w, 1);
+    fake_waiter_init(&w, 1);
     char *tok = good(k1, "k1");
     struct fg_credential cred = {tok, strlen(tok)};
     CHECK(authn(&e, tok, &w, &ra) == FG_AUTHN_OK);
@@ -328,9 +308,9 @@ static void unknown_kid_parks_then_verifies(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
 
     char *tok = good(k2, "k2");
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_PENDING);
@@ -341,7 +321,7 @@ static void unknown_kid_parks_then_verifies(void)
     CHECK(w.posts == 1 && w.status == FG_AUTHN_RETRY);
 
     /* The caller runs it again, without parking. */
-    rec_init(&w, 1);
+    fake_waiter_init(&w, 1);
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_OK);
     CHECK(res.identity != NULL && strcmp(res.identity->user, "oidc:alice") == 0);
     fg_identity_unref(res.identity);
@@ -353,20 +333,20 @@ static void unknown_kid_still_unknown(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
 
     char *tok = good(k2, "k2");
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_PENDING);
     fake_run(&e.fk);
     fake_answer0(&e.fk, 200, jwks_k1, NULL);
     CHECK(w.posts == 1 && w.status == FG_AUTHN_RETRY);
-    rec_init(&w, 1);
+    fake_waiter_init(&w, 1);
     CHECK(rejected(authn(&e, tok, &w, &res), &res, NOT_IN_SET));
 
     /* Asked again at once, parking allowed: the issuer was fetched < 10 s ago. */
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
     unsigned long fetches = e.fk.started;
     CHECK(rejected(authn(&e, tok, &w, &res), &res, NOT_IN_SET));
     fake_run(&e.fk);
@@ -380,10 +360,10 @@ static void parked_request_cancelled(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w, other;
+    struct fake_waiter w, other;
     struct fg_authn_result res;
-    rec_init(&w, 0);
-    rec_init(&other, 0);
+    fake_waiter_init(&w, 0);
+    fake_waiter_init(&other, 0);
     char *tok = good(k2, "k2");
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_PENDING);
     CHECK(authn(&e, tok, &other, &res) == FG_AUTHN_PENDING); /* joins the same fetch */
@@ -406,9 +386,9 @@ static void kidless_token_of_new_alg_parks(void)
 {
     struct env e;
     env_ready(&e, 1, jwks_k1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
     char *tok = token(kec, FG_JWT_ES256, NULL, ISSUER, "alice", 3600);
     enum fg_authn_status st = authn(&e, tok, &w, &res);
     if (st != FG_AUTHN_PENDING)
@@ -419,7 +399,7 @@ static void kidless_token_of_new_alg_parks(void)
     if (st == FG_AUTHN_PENDING && e.fk.nfetches == 1) {
         fake_answer0(&e.fk, 200, jwks_k1ec, NULL);
         CHECK(w.posts == 1);
-        rec_init(&w, 1);
+        fake_waiter_init(&w, 1);
         CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_OK);
         fg_identity_unref(res.identity);
     }
@@ -433,23 +413,23 @@ static void no_keys_yet(void)
 {
     struct env e;
     env_start(&e, 1);
-    struct rec w;
+    struct fake_waiter w;
     struct fg_authn_result res;
     char *tok = good(k1, "k1");
     CHECK(!fg_authn_ready(e.a));
 
-    rec_init(&w, 1);
+    fake_waiter_init(&w, 1);
     CHECK(rejected(authn(&e, tok, &w, &res), &res,
                    "the issuer's signing keys are not available yet"));
     CHECK(w.w.cancel == NULL);
 
-    rec_init(&w, 0);
+    fake_waiter_init(&w, 0);
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_PENDING); /* waits for the start-up fetch */
     env_keys(&e, jwks_k1);
     CHECK(w.posts == 1 && w.status == FG_AUTHN_RETRY);
     CHECK(fg_authn_ready(e.a));
     CHECK(e.fk.started == 2); /* discovery and JWKS: no forced fetch */
-    rec_init(&w, 1);
+    fake_waiter_init(&w, 1);
     CHECK(authn(&e, tok, &w, &res) == FG_AUTHN_OK);
     fg_identity_unref(res.identity);
     free(tok);

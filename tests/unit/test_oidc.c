@@ -51,25 +51,6 @@ static char *discovery_doc(const char *issuer, const char *jwks_uri)
     return fg_buf_take(&b);
 }
 
-struct rec {
-    struct fg_authn_waiter w; /* first: post() casts back */
-    int posts;
-    enum fg_authn_status status;
-};
-
-static void rec_post(struct fg_authn_waiter *w)
-{
-    struct rec *r = (struct rec *)w;
-    r->posts++;
-    r->status = w->result.status;
-}
-
-static void rec_init(struct rec *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->w.post = rec_post;
-}
-
 /* The pending fetch 0 is for url (printing what it was otherwise). */
 static int fetching(const struct fake *fk, const char *url)
 {
@@ -361,8 +342,8 @@ static void park_single_flight(void)
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     struct fg_oidc *o = ready_provider(&fk, &cfg);
     unsigned long before = fg_oidc_fetch_count(o);
-    struct rec a, b, c;
-    rec_init(&a), rec_init(&b), rec_init(&c);
+    struct fake_waiter a, b, c;
+    fake_waiter_init(&a, 0), fake_waiter_init(&b, 0), fake_waiter_init(&c, 0);
     CHECK(fg_oidc_park(o, &a.w, fk.now) == 1);
     CHECK(a.w.cancel != NULL);
     fake_run(&fk);
@@ -395,8 +376,8 @@ static void park_failed_fetch_still_posts(void)
     fresh(&fk);
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     struct fg_oidc *o = ready_provider(&fk, &cfg);
-    struct rec a;
-    rec_init(&a);
+    struct fake_waiter a;
+    fake_waiter_init(&a, 0);
     CHECK(fg_oidc_park(o, &a.w, fk.now) == 1);
     fake_run(&fk);
     fake_answer0(&fk, 0, "connection reset", NULL);
@@ -412,8 +393,8 @@ static void park_rate_limited_per_issuer(void)
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     struct fg_oidc *o = ready_provider(&fk, &cfg);
     uint64_t t0 = fk.now;
-    struct rec a, b;
-    rec_init(&a), rec_init(&b);
+    struct fake_waiter a, b;
+    fake_waiter_init(&a, 0), fake_waiter_init(&b, 0);
     CHECK(fg_oidc_park(o, &a.w, t0) == 1);
     fake_run(&fk);
     fake_answer0(&fk, 200, jwks1, NULL);
@@ -440,8 +421,8 @@ static void park_joins_startup_fetch(void)
     fresh(&fk);
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     struct fg_oidc *o = fg_oidc_acquire(&fk.f, &cfg, "test");
-    struct rec a, b;
-    rec_init(&a), rec_init(&b);
+    struct fake_waiter a, b;
+    fake_waiter_init(&a, 0), fake_waiter_init(&b, 0);
     CHECK(fg_oidc_park(o, &a.w, fk.now) == 1);
     fake_run(&fk);
     CHECK(fetching(&fk, DISCOVERY));
@@ -454,7 +435,7 @@ static void park_joins_startup_fetch(void)
     CHECK(a.posts == 1 && b.posts == 1 && a.status == FG_AUTHN_RETRY);
     CHECK(fg_oidc_fetch_count(o) == 2);
     /* No forced fetch was spent: one may start right away. */
-    rec_init(&a);
+    fake_waiter_init(&a, 0);
     CHECK(fg_oidc_park(o, &a.w, fk.now) == 1);
     fake_run(&fk);
     CHECK(fetching(&fk, JWKS_URI));
@@ -462,7 +443,7 @@ static void park_joins_startup_fetch(void)
     teardown(&fk, o);
     fresh(&fk);
     o = fg_oidc_acquire(&fk.f, &cfg, "test");
-    rec_init(&a);
+    fake_waiter_init(&a, 0);
     CHECK(fg_oidc_park(o, &a.w, fk.now) == 1);
     fake_run(&fk);
     fake_answer0(&fk, 404, "", NULL);
@@ -475,8 +456,8 @@ static void park_without_fetcher(void)
 {
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     struct fg_oidc *o = fg_oidc_acquire(NULL, &cfg, "check");
-    struct rec a;
-    rec_init(&a);
+    struct fake_waiter a;
+    fake_waiter_init(&a, 0);
     CHECK(fg_oidc_park(o, &a.w, epoch) == 0);
     CHECK(!fg_oidc_ready(o) && fg_oidc_keys(o) == NULL && fg_oidc_fetch_count(o) == 0);
     fg_oidc_release(o); /* freed at once: nothing runs on a fetcher */
@@ -492,12 +473,12 @@ static void park_global_budget(void)
     struct fg_jwt_cfg cfgs[NPROV];
     char issuers[NPROV][64];
     struct fg_oidc *o[NPROV];
-    struct rec w[NPROV], join;
+    struct fake_waiter w[NPROV], join;
     for (int i = 0; i < NPROV; i++) {
         snprintf(issuers[i], sizeof(issuers[i]), "https://idp%d.example", i);
         cfgs[i] = cfg_of(issuers[i]);
         o[i] = fg_oidc_acquire(&fk.f, &cfgs[i], "test");
-        rec_init(&w[i]);
+        fake_waiter_init(&w[i], 0);
     }
     fake_run(&fk);
     CHECK(fk.nfetches == NPROV);
@@ -509,7 +490,7 @@ static void park_global_budget(void)
     CHECK(fg_oidc_park(o[NPROV - 1], &w[NPROV - 1].w, t) == 0);
     CHECK(fg_oidc_park(o[NPROV - 1], &w[NPROV - 1].w, t + MINUTE - 1) == 0);
     /* Joining a fetch in flight costs nothing. */
-    rec_init(&join);
+    fake_waiter_init(&join, 0);
     CHECK(fg_oidc_park(o[0], &join.w, t + 1) == 1);
     fake_run(&fk);
     CHECK(fk.nfetches == NPROV - 1);
@@ -534,8 +515,8 @@ static void cancel_before_completion(void)
     fresh(&fk);
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     struct fg_oidc *o = ready_provider(&fk, &cfg);
-    struct rec a, b, c;
-    rec_init(&a), rec_init(&b), rec_init(&c);
+    struct fake_waiter a, b, c;
+    fake_waiter_init(&a, 0), fake_waiter_init(&b, 0), fake_waiter_init(&c, 0);
     CHECK(fg_authn_cancel(&c.w) == 1); /* nothing pending */
     CHECK(fg_oidc_park(o, &a.w, fk.now) == 1);
     CHECK(fg_oidc_park(o, &b.w, fk.now) == 1);
