@@ -4,20 +4,8 @@
 -- reports "wrapped" then); successive runs start at different offsets.
 dofile(os.getenv("BENCH_LUA") .. "/common.lua")
 
-local threads = {}
-
-function setup(thread)
-   thread:set("tid", #threads)
-   table.insert(threads, thread)
-end
-
 function init(args)
-   tokens = {}
-   for line in io.lines((assert(os.getenv("BENCH_TOKENS"), "BENCH_TOKENS is not set"))) do
-      if #line > 0 then
-         tokens[#tokens + 1] = "Bearer " .. line
-      end
-   end
+   tokens = bearer_lines("BENCH_TOKENS")
    size = #tokens
    local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
    first = (tonumber(os.getenv("BENCH_OFFSET") or "0") + tid * math.floor(size / nthreads)) % size

@@ -2,20 +2,8 @@
 -- BENCH_NWS and a random API key of BENCH_KEYS (one key per line) on every request.
 dofile(os.getenv("BENCH_LUA") .. "/common.lua")
 
-local threads = {}
-
-function setup(thread)
-   thread:set("tid", #threads)
-   table.insert(threads, thread)
-end
-
 function init(args)
-   keys = {}
-   for line in io.lines((assert(os.getenv("BENCH_KEYS"), "BENCH_KEYS is not set"))) do
-      if #line > 0 then
-         keys[#keys + 1] = "Bearer " .. line
-      end
-   end
+   keys = bearer_lines("BENCH_KEYS")
    nws = tonumber((assert(os.getenv("BENCH_NWS"), "BENCH_NWS is not set")))
    math.randomseed(1000 + tid)
    hdrs = {}
