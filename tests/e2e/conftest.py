@@ -27,6 +27,29 @@ UNAUTHORIZED_BODY = (
     b'"message":"Unauthorized","reason":"Unauthorized","code":401}'
 )
 
+
+def assert_unauthorized(r):
+    """The generic 401: Kubernetes Status body, JSON, nothing about why."""
+    assert r.status == 401, r
+    assert r.body in (UNAUTHORIZED_BODY, UNAUTHORIZED_BODY + b"\n"), r.body
+    assert (r.value("Content-Type") or "").startswith("application/json")
+
+
+def log_reason(line):
+    """The reason= value of an access-log line (logfmt, maybe quoted), or None."""
+    m = re.search(r' reason=("(?:[^"\\]|\\.)*"|\S+)', line)
+    if not m:
+        return None
+    v = m.group(1)
+    return json.loads(v) if v.startswith('"') else v
+
+
+def assert_not_logged(fg, *secrets):
+    """No secret (token, key) appears anywhere in frontgate's log."""
+    log = fg.log()
+    for s in secrets:
+        assert s not in log, "a secret reached the log"
+
 # The standard test workspace and the cluster the shard sees for it.
 WS_PATH = "root:org:team"
 WS_CLUSTER = "2x8ab3xq"

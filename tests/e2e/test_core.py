@@ -7,9 +7,9 @@ import pytest
 from conftest import (
     ALICE_GROUPS,
     DEAD_PATH,
-    UNAUTHORIZED_BODY,
     WS_CLUSTER,
     WS_PATH,
+    assert_unauthorized,
     bearer,
     new_key,
     raw_request,
@@ -20,11 +20,6 @@ from conftest import (
 QUERY = "limit=5&labelSelector=app%3Dweb&watch=false"
 
 
-def assert_unauthorized(r):
-    assert r.status == 401, r
-    assert r.body.rstrip(b"\n") == UNAUTHORIZED_BODY, r.body
-    assert r.body in (UNAUTHORIZED_BODY, UNAUTHORIZED_BODY + b"\n")
-    assert (r.value("Content-Type") or "").startswith("application/json")
 
 
 def assert_forwarded_identity(rec, port, user, groups):

@@ -44,7 +44,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import FRONTGATE_BIN, UNAUTHORIZED_BODY, WS_CLUSTER, WS_PATH, closed_port, request
+from conftest import (
+    FRONTGATE_BIN,
+    UNAUTHORIZED_BODY,
+    WS_CLUSTER,
+    WS_PATH,
+    assert_unauthorized,
+    closed_port,
+    log_reason,
+    request,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = os.environ.get("FG_NODE") or shutil.which("node")
@@ -439,21 +448,11 @@ limits:
 # the environment: IdP, fake shard, frontgate
 
 
-def assert_unauthorized(r):
-    assert r.status == 401, r
-    assert r.body in (UNAUTHORIZED_BODY, UNAUTHORIZED_BODY + b"\n"), r.body
-    assert (r.value("Content-Type") or "").startswith("application/json")
 
 
 ACCESS_RE = r"info access method=(\S+) path=(\S+) status=(\d+)\b.*$"
 
 
-def log_reason(line):
-    m = re.search(r' reason=("(?:[^"\\]|\\.)*"|\S+)', line)
-    if not m:
-        return None
-    v = m.group(1)
-    return json.loads(v) if v.startswith('"') else v
 
 
 class OidcEnv:

@@ -18,11 +18,13 @@ from collections import Counter
 import pytest
 
 from conftest import (
-    UNAUTHORIZED_BODY,
+    RawClient,
     WS_CLUSTER,
     WS_PATH,
-    RawClient,
+    assert_not_logged,
+    assert_unauthorized,
     bearer,
+    log_reason,
     request,
     std_config,
 )
@@ -80,26 +82,10 @@ def call(fg, token=None, path=API_PATH, timeout=15.0):
     return r, m.string
 
 
-def reason(line):
-    m = re.search(r' reason=("(?:[^"\\]|\\.)*"|\S+)', line)
-    if not m:
-        return None
-    v = m.group(1)
-    return json.loads(v) if v.startswith('"') else v
 
 
-def assert_unauthorized(r):
-    assert r.status == 401, r
-    assert r.body.rstrip(b"\n") == UNAUTHORIZED_BODY, r.body
-    assert (r.value("Content-Type") or "").startswith("application/json")
 
 
-def assert_not_logged(fg, *secrets_):
-    log = fg.log()
-    for s in secrets_:
-        assert s not in log, "a token reached the log"
-        if "." in s:  # a JWT: no part of its signature either
-            assert s.rsplit(".", 1)[1][:24] not in log
 
 
 def extra_headers(rec):
@@ -249,7 +235,7 @@ def test_hung_api_server_is_401_within_the_timeout(shard, apiserver_factory, fro
     r, line = call(fg, tok)
     elapsed = time.monotonic() - t0
     assert_unauthorized(r)
-    assert reason(line) == "token review unavailable", line
+    assert log_reason(line) == "token review unavailable", line
     assert elapsed < 2.0, f"a hung API server held the request for {elapsed:.1f} s (timeout 500ms)"
     api.delay = 0
     r, _ = call(fg, tok)  # the timeout was not cached
@@ -282,11 +268,11 @@ def test_refusal_is_cached_for_negative_cache_ttl(shard, apiserver_factory, fron
     t0 = time.monotonic()
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert reason(line) == "token review: not authenticated", line
+    assert log_reason(line) == "token review: not authenticated", line
     assert api.calls(tok) == 1
     r, line = call(fg, tok)  # within negativeCacheTTL: no new review
     assert_unauthorized(r)
-    assert reason(line) == "token review: not authenticated (cached)", line
+    assert log_reason(line) == "token review: not authenticated (cached)", line
     assert api.calls(tok) == 1
     # after negativeCacheTTL the token is reviewed again
     while api.calls(tok) < 2:
@@ -317,7 +303,7 @@ def test_server_down_new_tokens_401_cached_ones_work_until_ttl(shard, apiserver_
     api.down()
     r, line = call(fg, new)
     assert_unauthorized(r)
-    assert reason(line) == "token review unavailable", line
+    assert log_reason(line) == "token review unavailable", line
 
     # the cached token keeps working until cacheTTL, then fails like a new one
     last_ok = None
@@ -331,7 +317,7 @@ def test_server_down_new_tokens_401_cached_ones_work_until_ttl(shard, apiserver_
         time.sleep(0.1)
     t_fail = time.monotonic()
     assert_unauthorized(r)
-    assert reason(line) == "token review unavailable", line
+    assert log_reason(line) == "token review unavailable", line
     assert last_ok is not None, "the cached token failed at once"
     assert t_fail - t_sent >= 2.0, "the cached review expired before cacheTTL"
     assert api.calls() == 1  # nothing reached the server while it was down
@@ -364,7 +350,7 @@ def test_authenticated_but_audiences_do_not_intersect_is_401(tr, shard, status_a
     api.answer(tok, status)
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert "audiences" in (reason(line) or ""), line
+    assert "audiences" in (log_reason(line) or ""), line
     assert api.snapshot()[0].audiences == [AUD]
     assert shard.snapshot() == []
     assert_not_logged(fg, tok)
@@ -414,7 +400,7 @@ def test_failing_server_is_401_and_never_cached(shard, apiserver_factory, frontg
     r, line = call(fg, tok)
     elapsed = time.monotonic() - t0
     assert_unauthorized(r)
-    assert reason(line) == "token review unavailable", line
+    assert log_reason(line) == "token review unavailable", line
     assert api.calls(tok) >= 2, "a 500 was not retried"
     assert elapsed < 3.0, f"the review outlived its 1 s timeout ({elapsed:.1f} s)"
     assert shard.snapshot() == []
@@ -433,7 +419,7 @@ def test_client_error_from_the_api_server_is_401_not_retried(tr, shard):
     api.fail(1, code=403, token=tok)  # e.g. our caller lacks create on tokenreviews
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert reason(line) == "token review refused our request", line
+    assert log_reason(line) == "token review refused our request", line
     assert api.calls(tok) == 1
     r, _ = call(fg, tok)  # not cached either
     assert r.status == 200, r
@@ -500,7 +486,7 @@ def test_api_server_refusing_our_caller_token_is_401(shard, apiserver_factory, f
     api.allow(tok, sa_user())
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert reason(line) == "token review refused our request", line
+    assert log_reason(line) == "token review refused our request", line
     # the operator fixes the token file: the next request works (nothing was cached)
     fg.write("caller-token", good)
     r, _ = call(fg, tok)
@@ -521,7 +507,7 @@ def test_api_server_with_an_untrusted_certificate_is_unavailable(shard, apiserve
     api.allow(tok, sa_user())
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert reason(line) == "token review unavailable", line
+    assert log_reason(line) == "token review unavailable", line
     assert api.calls() == 0, "frontgate sent a review over an unverified connection"
     assert api.tls_errors, "no TLS handshake failed"
 
@@ -551,7 +537,7 @@ def test_api_server_requiring_a_client_certificate_refuses_a_token_only_caller(
     api.allow(tok, sa_user())
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert reason(line) == "token review unavailable", line
+    assert log_reason(line) == "token review unavailable", line
     assert api.calls() == 0
 
 
@@ -578,5 +564,5 @@ def test_reviewed_identity_with_control_characters_is_401(tr, shard, field):
     api.allow(tok, user)
     r, line = call(fg, tok)
     assert_unauthorized(r)
-    assert reason(line) == "identity contains characters not allowed in a header", line
+    assert log_reason(line) == "identity contains characters not allowed in a header", line
     assert shard.snapshot() == []

@@ -18,11 +18,13 @@ import pytest
 
 from conftest import (
     FRONTGATE_BIN,
-    UNAUTHORIZED_BODY,
     WS_CLUSTER,
     WS_PATH,
+    assert_not_logged,
+    assert_unauthorized,
     bearer,
     key_line,
+    log_reason,
     new_key,
     raw_request,
     request,
@@ -167,24 +169,10 @@ def wenv(shard, apiserver_factory, frontgate_factory, tls_ca):
     return make_env(shard, apiserver_factory, frontgate_factory, tls_ca)
 
 
-def reason(line):
-    m = re.search(r' reason=("(?:[^"\\]|\\.)*"|\S+)', line)
-    if not m:
-        return None
-    v = m.group(1)
-    return json.loads(v) if v.startswith('"') else v
 
 
-def assert_unauthorized(r):
-    assert r.status == 401, r
-    assert r.body.rstrip(b"\n") == UNAUTHORIZED_BODY, r.body
-    assert (r.value("Content-Type") or "").startswith("application/json")
 
 
-def assert_not_logged(fg, *tokens):
-    log = fg.log()
-    for t in tokens:
-        assert t not in log, "a token reached the log"
 
 
 def extras(rec):
@@ -228,7 +216,7 @@ def test_workspace_key_from_the_index_file_is_scoped_to_that_cluster(wenv):
 def test_workspace_key_is_401_on_another_workspace(wenv, ws):
     r, line = wenv.call(ws[0], wenv.keys.carol)
     assert_unauthorized(r)
-    assert reason(line) == "no authenticator accepted the credentials", line
+    assert log_reason(line) == "no authenticator accepted the credentials", line
     assert wenv.shard.snapshot() == []
     assert wenv.api.calls() == 0, "ws-review was asked on a workspace whose type does not have it"
     assert_not_logged(wenv.fg, wenv.keys.carol)
@@ -315,7 +303,7 @@ def test_drop_groups_for_global_identities(shard, apiserver_factory, frontgate_f
 def test_no_credentials_on_a_workspace_with_authenticators_is_401(wenv):
     r, line = wenv.call(TEAM[0])
     assert_unauthorized(r)
-    assert reason(line) == "no credentials", line
+    assert log_reason(line) == "no credentials", line
     r, line = wenv.call(TEAM[0], "fgk_WRONG" + new_key()[4:])
     assert_unauthorized(r)
     assert wenv.shard.snapshot() == []
@@ -327,7 +315,7 @@ def test_without_global_authenticators_workspace_types_still_authenticate(
     # no credentials: 401, never 500 (kcp answered 500 here before PR #4368)
     r, line = e.call(TEAM[0])
     assert_unauthorized(r)
-    assert reason(line) == "no credentials", line
+    assert log_reason(line) == "no credentials", line
     r, _ = e.call(TEAM[0], headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert_unauthorized(r)
     wrong = "fgk_WRONG" + new_key()[4:]
@@ -392,7 +380,7 @@ def test_workspace_identity_with_a_system_username_is_401(wenv, username):
     wenv.api.allow(tok, {"username": username, "groups": ["system:masters"]})
     r, line = wenv.call(TEAM[0], tok)
     assert_unauthorized(r)
-    assert reason(line) == "system usernames are not admitted", line
+    assert log_reason(line) == "system usernames are not admitted", line
     assert wenv.api.calls() == 1
     assert wenv.shard.snapshot() == []
     # (a global tokenReview admits system:serviceaccount:... users: test_tokenreview.py)
@@ -404,7 +392,7 @@ def test_workspace_static_key_with_a_system_username_prefix_is_401(shard, apiser
     e = make_env(shard, apiserver_factory, frontgate_factory, tls_ca, team_prefix="system:")
     r, line = e.call(TEAM[0], e.keys.carol)  # user "system:carol"
     assert_unauthorized(r)
-    assert reason(line) == "system usernames are not admitted", line
+    assert log_reason(line) == "system usernames are not admitted", line
     assert e.shard.snapshot() == []
 
 
@@ -471,7 +459,7 @@ def test_workspace_identity_with_cr_or_lf_is_401(wenv, user):
     wenv.api.allow(tok, user)
     r, line = wenv.call(TEAM[0], tok)
     assert_unauthorized(r)
-    assert reason(line) == "identity contains characters not allowed in a header", line
+    assert log_reason(line) == "identity contains characters not allowed in a header", line
     assert wenv.shard.snapshot() == []
 
 
