@@ -223,6 +223,28 @@ int fg_strn_prefixi(const char *a, size_t alen, const char *prefix)
     return 1;
 }
 
+/* Prefix matching let "http://localhost.evil.example/" pass: the host must end where the name
+ * does. Ports are bounded so "localhost:99999" is not a loopback URL but a malformed one. */
+int fg_url_is_loopback_http(const char *url)
+{
+    static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
+    const char *h = url != NULL && strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+    /* "[::1]" holds colons: a bracketed host runs to its ']'. */
+    const char *rb = h != NULL && h[0] == '[' ? strchr(h, ']') : NULL;
+    size_t n = rb != NULL ? (size_t)(rb - h) + 1 : h != NULL ? strcspn(h, ":/") : 0, plen = 0;
+    int ok = 0;
+    uint64_t port = 0;
+
+    for (size_t i = 0; h != NULL && i < FG_ARRAY_LEN(hosts); i++)
+        ok = ok || fg_strn_eqi(h, n, hosts[i]);
+    if (ok && h[n] == ':') {
+        plen = strcspn(h + n + 1, "/");
+        ok = fg_parse_u64(h + n + 1, plen, 65535, &port) == 0 && port > 0;
+        n += 1 + plen;
+    }
+    return ok && (h[n] == '\0' || h[n] == '/');
+}
+
 int fg_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;

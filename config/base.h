@@ -58,6 +58,12 @@ char *fg_buf_take(struct fg_buf *b);
 int fg_strn_eqi(const char *a, size_t alen, const char *lit);
 int fg_strn_prefixi(const char *a, size_t alen, const char *prefix);
 
+/*
+ * 1 when url is "http://" (lowercase) then exactly 127.0.0.1, localhost (any case) or [::1], then
+ * optionally ":<port>" with port 1..65535, then the end or '/'; else 0 (NULL and "" too).
+ */
+int fg_url_is_loopback_http(const char *url);
+
 /* Parses an unsigned decimal integer in s[0..n): 0 on success, -1 on junk or overflow past max. */
 int fg_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
 /* Parses "250ms", "10s", "5m", "2h", "1h30m" or a bare number of seconds into milliseconds. */

@@ -33,12 +33,6 @@ static char *plain_claim_ref(const char *expr)
     return fg_strndup(id, n);
 }
 
-static int loopback_host(const char *h, size_t n)
-{
-    return (n == 9 && memcmp(h, "127.0.0.1", 9) == 0) ||
-           (n == 9 && memcmp(h, "localhost", 9) == 0) || (n == 5 && memcmp(h, "[::1]", 5) == 0);
-}
-
 /* kube's issuer/discovery URL rules; http:// is allowed for loopback hosts (tests). */
 static const char *url_problem(const char *url)
 {
@@ -57,14 +51,8 @@ static const char *url_problem(const char *url)
         return "must not contain user information";
     if (strpbrk(rest, "?#"))
         return "must not have a query or fragment";
-    if (!https) {
-        size_t hl = auth;
-        const char *colon = rest[0] == '[' ? strchr(rest, ']') : memchr(rest, ':', auth);
-        if (colon && (size_t)(colon - rest) < auth)
-            hl = (size_t)(colon - rest) + (rest[0] == '[');
-        if (!loopback_host(rest, hl))
-            return "must use https:// (http:// is allowed only for loopback test issuers)";
-    }
+    if (!https && !fg_url_is_loopback_http(url))
+        return "must use https:// (http:// is allowed only for loopback test issuers)";
     return NULL;
 }
 

@@ -1,6 +1,6 @@
 /*
  * test_base.c - number, duration and size parsing, JSON string escaping and
- * logfmt values (config/base.h).
+ * logfmt values, the loopback-URL rule (config/base.h).
  */
 #include "t.h"
 
@@ -297,9 +297,68 @@ static void next_line_splits_and_counts(void)
     CHECK(fg_next_line(&nul, &l, &n) == 1 && n == 3 && l[1] == '\0');
 }
 
+/* One rule for "http:// is fine here because it is loopback": an exact host, a real port. */
+static void loopback_http_urls(void)
+{
+    static const char *const yes[] = {
+        "http://127.0.0.1",        "http://127.0.0.1/",      "http://127.0.0.1:8080",
+        "http://127.0.0.1:1/keys", "http://localhost/",      "http://localhost:65535/x",
+        "http://LOCALHOST/",       "http://LocalHost:80",    "http://[::1]",
+        "http://[::1]:8080/x",     "http://localhost/a?b#c", "http://[::1]/",
+    };
+    static const char *const no[] = {
+        "http://localhost.evil.example/",
+        "http://127.0.0.1.evil/",
+        "http://127.0.0.10/",
+        "http://127.0.0.1evil/",
+        "http://localhost@evil/",
+        "http://127.0.0.1@evil/",
+        "http://evil@localhost/",
+        "http://localhost:99999",
+        "http://localhost:0/",
+        "http://localhost:/",
+        "http://localhost:80x/",
+        "http://localhost:-1/",
+        "http://localhost:8080@evil/",
+        "http://localhost?x",
+        "http://localhost#x",
+        "http://localhost\\@evil/",
+        "http://[::1",
+        "http://[::1]x/",
+        "http://[::2]/",
+        "http://[::1/x]",
+        "http://::1/",
+        "http://127.1/",
+        "http://0x7f000001/",
+        "http:///",
+        "http://",
+        "http:",
+        "https://localhost/",
+        "https://127.0.0.1:8443/",
+        "HTTP://localhost/",
+        "ftp://localhost/",
+        "localhost",
+        "//localhost/",
+        " http://localhost/",
+        "",
+    };
+    for (size_t i = 0; i < FG_ARRAY_LEN(yes); i++) {
+        if (!fg_url_is_loopback_http(yes[i]))
+            printf("#   want loopback: %s\n", yes[i]);
+        CHECK(fg_url_is_loopback_http(yes[i]) == 1);
+    }
+    for (size_t i = 0; i < FG_ARRAY_LEN(no); i++) {
+        if (fg_url_is_loopback_http(no[i]))
+            printf("#   want not loopback: %s\n", no[i]);
+        CHECK(fg_url_is_loopback_http(no[i]) == 0);
+    }
+    CHECK(fg_url_is_loopback_http(NULL) == 0);
+}
+
 int main(void)
 {
     RUN(next_line_splits_and_counts);
+    RUN(loopback_http_urls);
     RUN(duration_units);
     RUN(duration_compound);
     RUN(duration_bare_seconds);

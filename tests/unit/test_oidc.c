@@ -175,7 +175,9 @@ static void discovery_failures_back_off(void)
     struct fg_jwt_cfg cfg = cfg_of(ISSUER);
     char *other = discovery_doc("https://evil.example", JWKS_URI);
     char *plain = discovery_doc(ISSUER, "http://idp.example/keys");
-    static const uint64_t want[] = {500, 1000, 2000, 4000, 8000, 10000, 10000, 10000};
+    char *lookalike = discovery_doc(ISSUER, "http://localhost.evil.example/keys");
+    char *userinfo = discovery_doc(ISSUER, "http://127.0.0.1@evil.example/keys");
+    static const uint64_t want[] = {500, 1000, 2000, 4000, 8000, 10000, 10000, 10000, 10000, 10000};
     const struct {
         int status;
         const char *body;
@@ -187,6 +189,8 @@ static void discovery_failures_back_off(void)
         {200, "[]"},                          /* not an object */
         {200, "{\"issuer\":\"" ISSUER "\"}"}, /* no jwks_uri */
         {200, plain},                         /* jwks_uri over plain http */
+        {200, lookalike},                     /* a host that only starts like loopback */
+        {200, userinfo},                      /* loopback as user information */
         {503, ""},
     };
     struct fg_oidc *o = fg_oidc_acquire(&fk.f, &cfg, "test");
@@ -215,6 +219,8 @@ static void discovery_failures_back_off(void)
     CHECK(fake_last_delay(&fk) == 500);
     free(other);
     free(plain);
+    free(lookalike);
+    free(userinfo);
     teardown(&fk, o);
 }
 

@@ -1220,6 +1220,36 @@ static void route_empty_prefix(void)
             "t.yaml:7:13: route prefix \"\" must be a path starting with '/'");
 }
 
+/* A jwt issuer entry whose url (line 13, column 14) is url. */
+#define JWT_ISSUER_AT(url)                                                                         \
+    MIN "authenticators:\n  - name: sso\n    jwt:\n      issuer:\n        url: " url               \
+        "\n        audiences: [a]\n      claimMappings:\n        username: {claim: sub, prefix: "  \
+        "''}\n"
+
+/* http:// issuers only for loopback, by config/base.h's one rule: exact host, a real port. */
+static void jwt_issuer_loopback_http(void)
+{
+    static const char *const ok[] = {"http://127.0.0.1:8080", "http://localhost/",
+                                     "http://[::1]:9000", "https://idp.example"};
+    static const char *const bad[] = {"http://localhost.evil.example/", "http://127.0.0.1.evil/",
+                                      "http://127.0.0.10/", "http://localhost:99999",
+                                      "http://[::1]x/"};
+    for (size_t i = 0; i < FG_ARRAY_LEN(ok); i++) {
+        struct fg_buf y = {0};
+        fg_buf_printf(&y, JWT_ISSUER_AT("%s"), ok[i]);
+        struct fg_config *cfg = good(y.data);
+        CHECK(cfg != NULL);
+        fg_config_free(cfg);
+        fg_buf_free(&y);
+    }
+    for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++) {
+        struct fg_buf want = {0};
+        fg_buf_printf(&want, "t.yaml:13:14: jwt.issuer.url \"%s\" must use https://", bad[i]);
+        CHECK(refused_fmt(want.data, JWT_ISSUER_AT("%s"), bad[i]));
+        fg_buf_free(&want);
+    }
+}
+
 int main(void)
 {
     /* A sanitizer abort must not swallow the results already printed. */
@@ -1229,6 +1259,7 @@ int main(void)
         return 1;
     }
     RUN(minimal_config);
+    RUN(jwt_issuer_loopback_http);
     RUN(full_config);
     RUN(explicit_document_markers);
     RUN(shard_url_forms);
