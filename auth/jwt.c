@@ -628,6 +628,37 @@ static int check_issuer(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg, co
     return ok ? 0 : -1;
 }
 
+/*
+ * Registered claims go-oidc unmarshals into typed fields, so a token whose field does not fit is
+ * refused before any claim is read: iat is a NumericDate (RFC 7519 4.1.6; null fails there too),
+ * sub, nonce and at_hash are strings (4.1.2; null leaves a Go string empty, so it passes).
+ */
+static int check_types(const struct fg_json *c, const char **why)
+{
+    static const struct {
+        const char *claim, *why;
+    } strings[] = {
+        {"sub", "token sub is not a string"},
+        {"nonce", "token nonce is not a string"},
+        {"at_hash", "token at_hash is not a string"},
+    };
+    const struct fg_json *iat = fg_json_get(c, "iat");
+    int rc = 0;
+
+    if (iat != NULL && !fg_json_is_number(iat)) {
+        *why = "token iat is not a number";
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < FG_ARRAY_LEN(strings); i++) {
+        const struct fg_json *v = fg_json_get(c, strings[i].claim);
+        if (v != NULL && !fg_json_is(v, FG_JSON_STRING) && !fg_json_is(v, FG_JSON_NULL)) {
+            *why = strings[i].why;
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
 static int check_time(const struct fg_json *c, int64_t now, int64_t *exp, const char **why)
 {
     const struct fg_json *e = fg_json_get(c, "exp"), *nbf = fg_json_get(c, "nbf");
@@ -793,8 +824,9 @@ struct fg_identity *fg_jwt_identity(const struct fg_jwt *t, const struct fg_jwt_
     struct fg_identity *id = NULL;
     struct fg_buf tmp = {0};
 
-    if (check_issuer(t, cfg, why) == 0 && check_time(c, now, exp, why) == 0 &&
-        check_aud(c, cfg, why) == 0 && check_rules(c, cfg, why) == 0)
+    if (check_issuer(t, cfg, why) == 0 && check_types(c, why) == 0 &&
+        check_time(c, now, exp, why) == 0 && check_aud(c, cfg, why) == 0 &&
+        check_rules(c, cfg, why) == 0)
         id = map_identity(c, cfg, authn, &tmp, why);
     fg_buf_free(&tmp);
     return id;

@@ -5,8 +5,9 @@
  *
  * Order (kube-apiserver's): size cap, strict base64url, header checks, peek
  * at `iss` (a token for another issuer is "not mine", not an error),
- * signature, `exp` (required, no leeway) and `nbf` (60 s leeway), `aud`
- * (MatchAny), claim rules, mappings (username, groups, uid, extra).
+ * signature, claim types (`iat`, `sub`, `nonce`, `at_hash`), `exp` (required,
+ * no leeway) and `nbf` (60 s leeway), `aud` (MatchAny), claim rules,
+ * mappings (username, groups, uid, extra).
  */
 #ifndef FG_JWT_H
 #define FG_JWT_H
@@ -87,14 +88,13 @@ const char *fg_jwt_alg_name(enum fg_jwt_alg alg);
 int fg_jwt_verify(const struct fg_jwt *t, EVP_PKEY *key, const char **why);
 
 /*
- * Checks time, audience and claim rules, then maps claims to an identity
- * with cfg's claimMappings (prefixes applied; `email` as username requires
- * `email_verified`, when present, to be the boolean true; groups may be a
- * string or an array of strings; a `jti` claim adds extra
- * authentication.kubernetes.io/credential-id = "JTI=<jti>"). now is Unix
- * seconds. Returns a new identity (one reference) named after authn, or NULL
- * with *why. *exp receives the token's expiry (for caches). Claim values are
- * copied byte for byte, control bytes included: callers check
+ * Checks the registered claims' types as go-oidc does (iat a number; sub, nonce and at_hash
+ * strings or null), time, audience and claim rules, then maps claims to an identity with cfg's
+ * claimMappings (prefixes applied; `email` as username requires `email_verified`, when present,
+ * to be the boolean true; groups may be a string or an array of strings; a `jti` claim adds extra
+ * authentication.kubernetes.io/credential-id = "JTI=<jti>"). now is Unix seconds. Returns a new
+ * identity (one reference) named after authn, or NULL with *why. *exp receives the token's expiry
+ * (for caches). Claim values are copied byte for byte, control bytes included: callers check
  * fg_identity_header_safe.
  */
 struct fg_identity *fg_jwt_identity(const struct fg_jwt *t, const struct fg_jwt_cfg *cfg,

@@ -897,6 +897,63 @@ static void claim_rules_checked(void)
             "required claim is not a string");
 }
 
+/* go-oidc unmarshals iat into a time and sub, nonce and at_hash into strings: a claim of another
+ * type fails the token there, whatever the username claim is. */
+static void claim_types_checked(void)
+{
+    struct fg_jwt_cfg cfg = base_cfg();
+    static const char *const good[] = {
+        "{" BASE ",\"iat\":1699999000}",
+        "{" BASE ",\"iat\":1699999000.25}",
+        "{" BASE ",\"iat\":0}",
+        "{" BASE ",\"iat\":1800000000}", /* in the future: kube does not check it */
+        "{" BASE ",\"nonce\":\"n-0S6_WzA2Mj\"}",
+        "{" BASE ",\"nonce\":\"\"}",
+        "{" BASE ",\"nonce\":null}",
+        "{" BASE ",\"at_hash\":\"77QmUPtjPfzWtF2AnpK9RQ\"}",
+        "{" BASE ",\"at_hash\":null}",
+        "{" BASE ",\"iat\":1699999000,\"nonce\":\"n\",\"at_hash\":\"h\"}",
+    };
+    static const struct {
+        const char *claims, *why;
+    } bad[] = {
+        {"{" BASE ",\"iat\":\"1699999000\"}", "token iat is not a number"},
+        {"{" BASE ",\"iat\":null}", "token iat is not a number"},
+        {"{" BASE ",\"iat\":true}", "token iat is not a number"},
+        {"{" BASE ",\"iat\":[1699999000]}", "token iat is not a number"},
+        {"{" BASE ",\"iat\":{}}", "token iat is not a number"},
+        {"{" BASE ",\"nonce\":42}", "token nonce is not a string"},
+        {"{" BASE ",\"nonce\":[\"n\"]}", "token nonce is not a string"},
+        {"{" BASE ",\"nonce\":false}", "token nonce is not a string"},
+        {"{" BASE ",\"nonce\":{\"v\":\"n\"}}", "token nonce is not a string"},
+        {"{" ISS "," AUD "," EXP ",\"sub\":42}", "token sub is not a string"},
+        {"{" ISS "," AUD "," EXP ",\"sub\":[\"alice\"]}", "token sub is not a string"},
+        {"{" ISS "," AUD "," EXP ",\"sub\":true}", "token sub is not a string"},
+        {"{" ISS "," AUD "," EXP ",\"sub\":{}}", "token sub is not a string"},
+        {"{" BASE ",\"at_hash\":1}", "token at_hash is not a string"},
+    };
+    for (size_t i = 0; i < FG_ARRAY_LEN(good); i++) {
+        if (!admitted(good[i], &cfg))
+            printf("#   refused: %s\n", good[i]);
+        CHECK(admitted(good[i], &cfg));
+    }
+    for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++)
+        REFUSED(bad[i].claims, &cfg, bad[i].why);
+    /* With another username claim, sub is still typed; an absent or null sub is fine. */
+    cfg.username.claim = "email";
+    CHECK(admitted("{" ISS "," AUD "," EXP ",\"email\":\"a@example.org\"}", &cfg));
+    CHECK(admitted("{" ISS "," AUD "," EXP ",\"sub\":null,\"email\":\"a@example.org\"}", &cfg));
+    REFUSED("{" ISS "," AUD "," EXP ",\"sub\":7,\"email\":\"a@example.org\"}", &cfg,
+            "token sub is not a string");
+    /* A null sub as the username claim is a missing username, as before. */
+    cfg.username.claim = "sub";
+    REFUSED("{" ISS "," AUD "," EXP ",\"sub\":null}", &cfg,
+            "username claim missing or not a string");
+    /* The issuer is checked first: a wrong issuer is not blamed on a type. */
+    REFUSED("{\"iss\":\"https://evil.example\"," AUD "," EXP ",\"iat\":\"x\"}", &cfg,
+            "token issuer does not match");
+}
+
 static void username_mapped(void)
 {
     struct fg_jwt_cfg cfg = base_cfg();
@@ -1111,6 +1168,7 @@ int main(void)
     RUN(nbf_checked);
     RUN(aud_checked);
     RUN(claim_rules_checked);
+    RUN(claim_types_checked);
     RUN(username_mapped);
     RUN(email_verified_checked);
     RUN(groups_mapped);
