@@ -5,6 +5,7 @@
 #include "cfgread.h"
 #include "reader.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +330,27 @@ static void read_token_endpoint(struct fg_cfgrd *r, struct fg_ynode *n, struct f
     fg_rd_unknown(&r->rd, n, s, "path, authenticator, expiresIn");
 }
 
+/* `upgrades: [websocket, SPDY/3.1]`: the protocols a route may tunnel; [] tunnels none. */
+static void read_upgrades(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_route_cfg *rt)
+{
+    struct fg_ypair *p = fg_yaml_get(n, "upgrades");
+    rt->upgrades_set = p != NULL;
+    rt->upgrades = fg_cfg_str_list(r, n, "upgrades", "route", &rt->nupgrades);
+    for (size_t i = 0; p && i < rt->nupgrades && p->val->kind == FG_Y_SEQ; i++) {
+        const char *u = rt->upgrades[i];
+        size_t k = 0;
+        while (u[k] && (isalnum((unsigned char)u[k]) || strchr("!#$%&'*+-.^_`|~/", u[k])))
+            k++;
+        if (k == 0 || u[k])
+            fg_rd_err(&r->rd, p->val->items[i], "upgrade protocol \"%s\" is not a protocol name",
+                      u);
+        else if (fg_strn_eqi(u, k, "h2c"))
+            fg_rd_err(&r->rd, p->val->items[i],
+                      "h2c cannot be tunnelled: the client would speak its own HTTP/2, identity "
+                      "headers included, over frontgate's connection to the shard");
+    }
+}
+
 static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "routes");
@@ -378,11 +400,13 @@ static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
             fg_rd_err(&r->rd, fg_yaml_get(n, "forwardedPrefix")->val,
                       "forwardedPrefix must be a path starting with '/'");
         rt->forwarded_prefix = fg_rd_dup(fp);
+        read_upgrades(r, n, rt);
         struct fg_ypair *te = fg_yaml_get(n, "tokenEndpoint");
         if (te && !fg_yaml_is_null(te->val))
             read_token_endpoint(r, te->val, rt);
-        fg_rd_unknown(&r->rd, n, "route",
-                      "prefix, workspace, shard, stripHeaders, forwardedPrefix, tokenEndpoint");
+        fg_rd_unknown(
+            &r->rd, n, "route",
+            "prefix, workspace, shard, stripHeaders, forwardedPrefix, upgrades, tokenEndpoint");
     }
 }
 
@@ -617,6 +641,7 @@ void fg_config_free(struct fg_config *cfg)
         struct fg_route_cfg *rt = &cfg->routes[i];
         free(rt->prefix);
         fg_cfg_free_strs(rt->strip_headers, rt->nstrip_headers);
+        fg_cfg_free_strs(rt->upgrades, rt->nupgrades);
         free(rt->forwarded_prefix);
         if (rt->token_endpoint) {
             free(rt->token_endpoint->path);

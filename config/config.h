@@ -91,6 +91,9 @@ struct fg_route_cfg {
     char **strip_headers; /* request headers removed before forwarding (any case) */
     size_t nstrip_headers;
     char *forwarded_prefix; /* X-Forwarded-Prefix sent to the shard, or NULL */
+    char **upgrades;        /* Upgrade protocols tunnelled (`upgrades:`); see upgrades_set */
+    size_t nupgrades;
+    int upgrades_set; /* 0: the key was absent, the defaults apply (websocket, SPDY/3.1) */
     struct fg_token_endpoint_cfg *token_endpoint; /* Iceberg routes only; or NULL */
     struct fg_mark mark;
 };

@@ -68,7 +68,7 @@ void fg_access_log(struct fg_conn *c)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     fg_buf_printf(bp, "%s.%03ldZ info access method=", stamp(ts.tv_sec), ts.tv_nsec / 1000000);
-    fg_buf_adds(bp, r->msg.first_len ? http_method_str(r->method) : "-");
+    fg_buf_adds(bp, r->msg.first_len ? http_method_str(r->line.method) : "-");
     const char *target = r->msg.raw.data ? r->msg.raw.data : "";
     size_t tlen = r->msg.first_len;
     const char *q = memchr(target, '?', tlen);

@@ -1,6 +1,7 @@
 /*
- * conn.c - the client side: accept, TLS, HTTP/1.1 request parsing with
- * http-parser, keep-alive and pipelining (one request at a time, answered in
+ * conn.c - the client side: accept, TLS, HTTP/1.1 requests (heads by the
+ * strict parser in h1.c, bodies by Content-Length or fg_chunked), keep-alive
+ * and pipelining (one request at a time, answered in
  * order), timeouts, local responses, backpressure and the close paths.
  */
 #include "conn.h"
@@ -8,6 +9,7 @@
 #include "../auth/authn.h"
 #include "accesslog.h"
 #include "http.h"
+#include "sanitize.h"
 #include "tls.h"
 
 #include <event2/buffer.h>
@@ -27,8 +29,6 @@
 #define READ_HIGH_WM (256 * 1024)
 
 struct fg_server_state fg_state;
-
-static http_parser_settings req_settings;
 
 uint64_t fg_now_us(void)
 {
@@ -67,48 +67,9 @@ static void read_on(struct fg_conn *c, int on)
         bufferevent_disable(c->bev, EV_READ);
 }
 
-/* ---- message heads -------------------------------------------------------- */
+/* ---- request heads -------------------------------------------------------- */
 
-static void msg_reset(struct fg_msg *m)
-{
-    fg_buf_reset(&m->raw);
-    m->nhdrs = 0;
-    m->first_len = 0;
-    m->in_value = 0;
-    m->bytes = 0;
-}
-
-static void msg_add_first(struct fg_msg *m, const char *at, size_t len)
-{
-    fg_buf_add(&m->raw, at, len);
-    m->first_len += (uint32_t)len;
-}
-
-static void msg_add_field(struct fg_msg *m, const char *at, size_t len)
-{
-    if (m->nhdrs == 0 || m->in_value) {
-        fg_grow(&m->hdrs, &m->hcap, m->nhdrs + 1, sizeof(struct fg_hdr));
-        struct fg_hdr *h = &m->hdrs[m->nhdrs++];
-        memset(h, 0, sizeof(*h));
-        h->name = (uint32_t)m->raw.len;
-        h->value = (uint32_t)m->raw.len;
-        m->in_value = 0;
-    }
-    fg_buf_add(&m->raw, at, len);
-    m->hdrs[m->nhdrs - 1].name_len += (uint32_t)len;
-}
-
-static void msg_add_value(struct fg_msg *m, const char *at, size_t len)
-{
-    struct fg_hdr *h = &m->hdrs[m->nhdrs - 1];
-    if (!m->in_value) {
-        h->value = (uint32_t)m->raw.len;
-        h->value_len = 0;
-        m->in_value = 1;
-    }
-    fg_buf_add(&m->raw, at, len);
-    h->value_len += (uint32_t)len;
-}
+static void parse_error(struct fg_conn *c, int status);
 
 const char *fg_req_header(const struct fg_req *r, int idx, size_t *len)
 {
@@ -117,159 +78,53 @@ const char *fg_req_header(const struct fg_req *r, int idx, size_t *len)
     return r->msg.raw.data + h->value;
 }
 
-/* ---- request parser callbacks --------------------------------------------- */
-
-static int count_bytes(struct fg_conn *c, size_t len, int status)
-{
-    c->req.msg.bytes += (uint32_t)len;
-    if (c->req.msg.bytes > limits(c)->max_header_bytes) {
-        c->err_status = status;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-    struct fg_conn *c = p->data;
-    msg_reset(&c->req.msg);
-    c->req.t_start_us = fg_now_us();
-    c->req.in_trailers = 0;
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-    struct fg_conn *c = p->data;
-    if (count_bytes(c, len, 414) != 0)
-        return -1;
-    msg_add_first(&c->req.msg, at, len);
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-    struct fg_conn *c = p->data;
-    if (c->req.in_trailers)
-        return 0; /* trailers are not forwarded */
-    if (count_bytes(c, len + 4, 431) != 0)
-        return -1;
-    msg_add_field(&c->req.msg, at, len);
-    return 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-    struct fg_conn *c = p->data;
-    if (c->req.in_trailers)
-        return 0;
-    if (count_bytes(c, len, 431) != 0)
-        return -1;
-    msg_add_value(&c->req.msg, at, len);
-    return 0;
-}
-
-static int bad_request(struct fg_conn *c, int status)
-{
-    c->err_status = status;
-    return -1;
-}
-
-/* Framing and Connection-header checks; 0 or a status to answer with. */
-static int check_head(struct fg_conn *c)
+/*
+ * Looks for the end of the request head in the bytes that arrived since the
+ * last look (without copying them), then parses and checks the whole head.
+ * 1: a head is ready in c->req; 0: more is needed; -1: answered with an error.
+ */
+static int read_head(struct fg_conn *c, struct evbuffer *in)
 {
     struct fg_req *r = &c->req;
-    struct fg_msg *m = &r->msg;
-    int te = -1, hosts = 0, cls = 0, conn_idx[8], nconn = 0;
-    r->host_idx = r->auth_idx = -1;
-    for (size_t i = 0; i < m->nhdrs; i++) {
-        struct fg_hdr *h = &m->hdrs[i];
-        const char *name = m->raw.data + h->name;
-        h->kind = (uint8_t)fg_hdr_classify(name, h->name_len);
-        switch (h->kind) {
-        case FG_HDR_HOST:
-            hosts++;
-            r->host_idx = (int)i;
+    size_t max = limits(c)->max_header_bytes, avail = evbuffer_get_length(in), end = 0;
+    if (avail > max)
+        avail = max;
+    enum fg_h1_result res = FG_H1_MORE;
+    while (res == FG_H1_MORE && c->scan.pos < avail) {
+        struct evbuffer_ptr at;
+        struct evbuffer_iovec v;
+        if (evbuffer_ptr_set(in, &at, c->scan.pos, EVBUFFER_PTR_SET) != 0 ||
+            evbuffer_peek(in, (ssize_t)(avail - c->scan.pos), &at, &v, 1) < 1)
             break;
-        case FG_HDR_CONTENT_LENGTH:
-            cls++;
-            break;
-        case FG_HDR_TRANSFER_ENCODING:
-            if (te >= 0)
-                return 400;
-            te = (int)i;
-            break;
-        case FG_HDR_AUTHORIZATION:
-            if (r->auth_idx >= 0)
-                return 400; /* two credentials: refuse to guess which one counts */
-            r->auth_idx = (int)i;
-            break;
-        case FG_HDR_CONNECTION:
-            if (nconn < (int)FG_ARRAY_LEN(conn_idx))
-                conn_idx[nconn++] = (int)i;
-            break;
-        case FG_HDR_EXPECT: {
-            const char *v = m->raw.data + h->value;
-            if (fg_strn_eqi(v, h->value_len, "100-continue"))
-                r->expect_continue = 1;
-            else
-                return 417;
-            break;
-        }
-        default:
-            break;
-        }
+        size_t n = v.iov_len < avail - c->scan.pos ? v.iov_len : avail - c->scan.pos;
+        res = fg_h1_scan(&c->scan, v.iov_base, n, &end);
     }
-    if (hosts > 1 || (hosts == 0 && r->minor >= 1))
-        return 400;
-    if (cls > 1 || (cls && te >= 0))
-        return 400;
-    if (te >= 0 && !fg_te_is_chunked(m->raw.data + m->hdrs[te].value, m->hdrs[te].value_len))
-        return 400;
-    /* Headers named by Connection are hop-by-hop too (framing ones stay ours). */
-    for (int k = 0; k < nconn; k++) {
-        const struct fg_hdr *ch = &m->hdrs[conn_idx[k]];
-        for (size_t i = 0; i < m->nhdrs; i++) {
-            struct fg_hdr *h = &m->hdrs[i];
-            if (h->kind == FG_HDR_HOST || h->kind == FG_HDR_CONTENT_LENGTH ||
-                h->kind == FG_HDR_TRANSFER_ENCODING || h->kind == FG_HDR_UPGRADE)
-                continue;
-            if (fg_conn_token_lists(m->raw.data + ch->value, ch->value_len, m->raw.data + h->name,
-                                    h->name_len))
-                h->drop = 1;
-        }
+    if (res == FG_H1_MORE) {
+        if (c->scan.pos < max)
+            return 0;
+        parse_error(c, c->scan.line == c->scan.start ? 414 : 431);
+        return -1;
     }
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct fg_conn *c = p->data;
-    struct fg_req *r = &c->req;
-    r->in_trailers = 1;
-    r->major = p->http_major;
-    r->minor = p->http_minor;
-    r->method = p->method;
-    r->keepalive = http_should_keep_alive(p);
-    r->chunked = (p->flags & F_CHUNKED) != 0;
-    r->has_cl = !r->chunked && p->content_length != ULLONG_MAX;
-    r->cl = r->has_cl ? p->content_length : 0;
-    r->upgrade = p->upgrade;
-    if (r->major != 1)
-        return bad_request(c, 505);
-    if (p->method == HTTP_CONNECT)
-        return bad_request(c, 405);
-    int st = check_head(c);
-    if (st)
-        return bad_request(c, st);
-    c->head_ready = 1;
-    c->parse_paused = 1;
-    if (r->chunked) {
-        c->head_tail = 1;
+    int st = 400; /* a bare CR or LF */
+    if (res == FG_H1_DONE) {
+        const char *head = (const char *)evbuffer_pullup(in, (ssize_t)end);
+        st = fg_h1_parse_request(head + c->scan.start, end - c->scan.start, max, &r->msg, &r->line);
+        if (st == 0)
+            st = fg_sanitize_request(&r->msg, &r->line, &r->f);
+        if (st == 0 && r->line.method == HTTP_CONNECT)
+            st = 405;
+        evbuffer_drain(in, end);
+    }
+    memset(&c->scan, 0, sizeof(c->scan));
+    if (st != 0) {
+        parse_error(c, st);
+        return -1;
+    }
+    r->body_left = r->f.has_cl ? r->f.cl : 0;
+    if (r->f.chunked)
         fg_chunked_init(&c->chunked);
-    }
-    http_parser_pause(p, 1);
-    return 0;
+    r->body_done = !r->f.chunked && r->body_left == 0;
+    return 1;
 }
 
 static void local_body_add(struct fg_conn *c, const char *at, size_t len)
@@ -280,37 +135,24 @@ static void local_body_add(struct fg_conn *c, const char *at, size_t len)
         fg_buf_add(&c->local_body, at, len);
 }
 
-static int on_body(http_parser *p, const char *at, size_t len)
+/* Moves up to the rest of a Content-Length body: to the shard, a local handler, or away. */
+static void read_cl_body(struct fg_conn *c, struct evbuffer *in)
 {
-    struct fg_conn *c = p->data;
+    struct fg_req *r = &c->req;
+    size_t n = evbuffer_get_length(in);
+    if (n > r->body_left)
+        n = (size_t)r->body_left;
     if (c->local_done) {
-        local_body_add(c, at, len);
-        return 0;
-    }
-    if (c->up == NULL || c->state != CS_FORWARD)
-        return 0; /* answered locally: the body is discarded */
-    struct evbuffer *out = bufferevent_get_output(c->up->bev);
-    if (c->req.chunked) {
-        fg_chunk_head(out, len);
-        evbuffer_add(out, at, len);
-        evbuffer_add(out, "\r\n", 2);
+        local_body_add(c, (const char *)evbuffer_pullup(in, (ssize_t)n), n);
+        evbuffer_drain(in, n);
+    } else if (c->up) {
+        evbuffer_remove_buffer(in, bufferevent_get_output(c->up->bev), n);
+        r->body_started = 1;
     } else {
-        evbuffer_add(out, at, len);
+        evbuffer_drain(in, n); /* answered locally: the body is discarded */
     }
-    c->req.body_started = 1;
-    return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-    struct fg_conn *c = p->data;
-    if (c->up && c->state == CS_FORWARD && c->req.chunked)
-        evbuffer_add(bufferevent_get_output(c->up->bev), "0\r\n\r\n", 5);
-    c->req.body_done = 1;
-    /* Stop here: a pipelined request waits until this one is answered. */
-    c->parse_paused = 1;
-    http_parser_pause(p, 1);
-    return 0;
+    r->body_left -= n;
+    r->body_done = r->body_left == 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -338,7 +180,7 @@ void fg_conn_release(struct fg_conn *c)
 
 static int req_in_flight(const struct fg_conn *c)
 {
-    return c->state != CS_HEAD || c->req.msg.raw.len > 0;
+    return c->state != CS_HEAD || c->req.t_start_us != 0; /* a head has begun to arrive */
 }
 
 static void req_cleanup(struct fg_conn *c)
@@ -358,7 +200,7 @@ static void req_reset(struct fg_conn *c)
     struct fg_req *r = &c->req;
     struct fg_msg msg = r->msg;
     struct fg_buf up_head = r->up_head;
-    msg_reset(&msg);
+    fg_msg_reset(&msg);
     fg_buf_reset(&up_head);
     /* Give back memory a big request needed; idle connections stay small. */
     if (msg.raw.cap > 8192)
@@ -368,7 +210,7 @@ static void req_reset(struct fg_conn *c)
     memset(r, 0, sizeof(*r));
     r->msg = msg;
     r->up_head = up_head;
-    r->host_idx = r->auth_idx = -1;
+    r->f.host_idx = r->f.auth_idx = -1;
 }
 
 void fg_conn_close(struct fg_conn *c)
@@ -440,8 +282,8 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
                      size_t body_len)
 {
     struct fg_req *r = &c->req;
-    int has_body = r->chunked || (r->has_cl && r->cl > 0);
-    if (c->state == CS_HEAD || (!r->body_done && has_body) || !r->keepalive || c->w->draining)
+    int has_body = r->f.chunked || (r->f.has_cl && r->f.cl > 0);
+    if (c->state == CS_HEAD || (!r->body_done && has_body) || !r->f.keepalive || c->w->draining)
         c->close_after = 1;
     struct fg_buf b = {0};
     fg_buf_printf(&b,
@@ -452,7 +294,7 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
     if (c->close_after)
         fg_buf_adds(&b, "Connection: close\r\n");
     fg_buf_adds(&b, "\r\n");
-    if (r->method != HTTP_HEAD || c->state == CS_HEAD)
+    if (r->line.method != HTTP_HEAD || c->state == CS_HEAD)
         fg_buf_add(&b, body, body_len);
     bufferevent_write(c->bev, b.data, b.len);
     fg_buf_free(&b);
@@ -468,31 +310,18 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
         start_closing(c);
         return;
     }
-    if (has_body && !r->body_done) {
+    if (!r->body_done) {
         /* Not read: the connection closes after this response. */
         r->body_done = r->body_abandoned = 1;
         c->linger = 1;
-        fg_conn_maybe_finish(c);
-        return;
-    }
-    if (!r->body_done) {
-        /* Let the parser consume the end of the head so keep-alive can go on. */
-        c->state = CS_FORWARD;
-        c->parse_paused = 0;
-        http_parser_pause(&c->parser, 0);
-        fg_conn_kick(c);
-        return;
     }
     fg_conn_maybe_finish(c);
 }
 
-static void parse_error(struct fg_conn *c, enum http_errno e)
+/* A malformed head or body: answer status (400, 413, 414, 417, 431, 501, 505) and close. */
+static void parse_error(struct fg_conn *c, int status)
 {
-    int status = c->err_status;
-    if (status == 0)
-        status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
-    fg_log(FG_LOG_DEBUG, "client %s: malformed request: %s", c->peer,
-           c->err_status ? fg_http_reason(status) : http_errno_description(e));
+    fg_log(FG_LOG_DEBUG, "client %s: malformed request: %s", c->peer, fg_http_reason(status));
     if (c->state == CS_FORWARD && c->req.resp_started) {
         fg_conn_close(c);
         return;
@@ -509,6 +338,7 @@ static void parse_error(struct fg_conn *c, enum http_errno e)
                       : status == 505 ? "HTTP version not supported"
                       : status == 405 ? "method not allowed"
                       : status == 417 ? "expectation failed"
+                      : status == 501 ? "method not implemented"
                                       : "bad request";
     const char *reason = status == 431   ? "RequestHeaderFieldsTooLarge"
                          : status == 405 ? "MethodNotAllowed"
@@ -547,10 +377,7 @@ void fg_conn_maybe_finish(struct fg_conn *c)
     }
     req_reset(c);
     c->state = CS_HEAD;
-    c->parse_paused = 0;
     c->throttled = 0;
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
     read_on(c, 1);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         timer_set(c, limits(c)->header_timeout_ms);
@@ -611,35 +438,19 @@ static void chunk_data(void *arg, const char *p, size_t n)
     c->req.body_started = 1;
 }
 
-/*
- * A chunked request body, decoded strictly by fg_chunked. http-parser only
- * gets the last byte of the head (it stopped before it) and is restarted
- * for the next request. Returns 0 to go on reading, -1 to stop.
+/* A chunked request body, decoded strictly by fg_chunked. Returns 0 to go on reading, -1 to stop.
  */
 static int feed_chunked(struct fg_conn *c, const char *data, size_t n, size_t *used)
 {
-    if (c->head_tail) {
-        *used = http_parser_execute(&c->parser, &req_settings, data, 1);
-        c->head_tail = 0;
-        if (*used != 1 || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
-            parse_error(c, HTTP_PARSER_ERRNO(&c->parser));
-            return -1;
-        }
-        return 0;
-    }
     enum fg_chunked_result res = fg_chunked_feed(&c->chunked, data, n, used, chunk_data, c);
     if (res == FG_CHUNKED_ERROR) {
-        c->err_status = 400;
-        parse_error(c, HPE_INVALID_CHUNK_SIZE);
+        parse_error(c, 400);
         return -1;
     }
     if (res == FG_CHUNKED_DONE) {
         if (c->up && c->state == CS_FORWARD)
             evbuffer_add(bufferevent_get_output(c->up->bev), "0\r\n\r\n", 5);
-        c->req.body_done = 1;
-        c->parse_paused = 1; /* a pipelined request waits; the parser restarts for it */
-        http_parser_init(&c->parser, HTTP_REQUEST);
-        c->parser.data = c;
+        c->req.body_done = 1; /* a pipelined request waits until this one is answered */
     }
     return 0;
 }
@@ -662,18 +473,18 @@ void fg_conn_read_body(struct fg_conn *c, size_t max,
                        void (*done)(struct fg_conn *c, const char *body, size_t len))
 {
     struct fg_req *r = &c->req;
-    int has_body = r->chunked || (r->has_cl && r->cl > 0);
+    int has_body = r->f.chunked || (r->f.has_cl && r->f.cl > 0);
     if (!has_body) {
         done(c, "", 0);
         return;
     }
-    if (r->has_cl && r->cl > max) {
+    if (r->f.has_cl && r->f.cl > max) {
         done(c, NULL, 0);
         return;
     }
     c->local_done = done;
     c->local_max = max;
-    if (r->expect_continue && r->minor >= 1)
+    if (r->f.expect_continue && r->line.minor >= 1)
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     fg_conn_start_body(c);
 }
@@ -691,42 +502,37 @@ static void process_input(struct fg_conn *c)
             evbuffer_drain(in, evbuffer_get_length(in));
             return;
         }
-        if (c->parse_paused || c->throttled)
-            return;
         size_t len = evbuffer_get_length(in);
-        if (len == 0)
+        if (c->throttled || len == 0)
             return;
-        if (c->state == CS_HEAD && c->req.msg.raw.len == 0 && c->req.t_start_us == 0)
-            timer_set(c, limits(c)->header_timeout_ms); /* idle -> reading a head */
-        size_t n = evbuffer_get_contiguous_space(in);
-        if (n > FEED_MAX)
-            n = FEED_MAX;
-        const char *data = (const char *)evbuffer_pullup(in, (ssize_t)n);
-        size_t used;
-        if (c->req.chunked && c->state == CS_FORWARD && !c->req.body_done) {
-            int stop = feed_chunked(c, data, n, &used);
-            if (!c->dead)
-                evbuffer_drain(in, used);
-            if (stop)
-                return;
-        } else {
-            used = http_parser_execute(&c->parser, &req_settings, data, n);
-            enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-            evbuffer_drain(in, used);
-            if (e != HPE_OK && e != HPE_PAUSED) {
-                parse_error(c, e);
-                return;
+        if (c->state == CS_HEAD) {
+            if (c->req.t_start_us == 0) {
+                c->req.t_start_us = fg_now_us();
+                timer_set(c, limits(c)->header_timeout_ms); /* idle -> reading a head */
             }
-        }
-        if (c->head_ready) {
-            c->head_ready = 0;
+            if (read_head(c, in) <= 0)
+                return;
             c->state = CS_DISPATCH;
             timer_clear(c);
             __atomic_add_fetch(&fg_state.requests, 1, __ATOMIC_RELAXED);
             fg_proxy_dispatch(c);
             continue;
         }
-        if (c->req.body_done && c->state == CS_FORWARD) {
+        if (c->state != CS_FORWARD || c->req.body_done)
+            return; /* routing or authenticating, or a pipelined request waiting its turn */
+        if (c->req.f.chunked) {
+            size_t n = evbuffer_get_contiguous_space(in), used;
+            if (n > FEED_MAX)
+                n = FEED_MAX;
+            int stop = feed_chunked(c, (const char *)evbuffer_pullup(in, (ssize_t)n), n, &used);
+            if (!c->dead)
+                evbuffer_drain(in, used);
+            if (stop)
+                return;
+        } else {
+            read_cl_body(c, in);
+        }
+        if (c->req.body_done) {
             if (c->local_done)
                 local_answer(c);
             fg_conn_maybe_finish(c);
@@ -756,9 +562,7 @@ void fg_conn_start_body(struct fg_conn *c)
 {
     c->state = CS_FORWARD;
     if (c->req.body_done)
-        return; /* a retry: the request was already read */
-    c->parse_paused = 0;
-    http_parser_pause(&c->parser, 0);
+        return; /* no body, or a retry: the request was already read */
     fg_conn_kick(c);
 }
 
@@ -910,17 +714,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accept --------------------------------------------------------------- */
 
-static void init_settings(void)
-{
-    req_settings.on_message_begin = on_message_begin;
-    req_settings.on_url = on_url;
-    req_settings.on_header_field = on_header_field;
-    req_settings.on_header_value = on_header_value;
-    req_settings.on_headers_complete = on_headers_complete;
-    req_settings.on_body = on_body;
-    req_settings.on_message_complete = on_message_complete;
-}
-
 /* "ip:port" ("[ip]:port" for IPv6) of our end of fd. */
 static void local_address(evutil_socket_t fd, char *out, size_t outsz)
 {
@@ -951,8 +744,6 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     struct fg_listen_arg *la = arg;
     struct fg_worker *w = la->w;
     const struct fg_limits *lim = &w->snap->cfg->limits;
-    if (req_settings.on_url == NULL)
-        init_settings();
     if (__atomic_load_n(&fg_state.conns, __ATOMIC_RELAXED) >= (long)lim->max_connections ||
         w->draining) {
         evutil_closesocket(fd);
@@ -989,9 +780,7 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     else
         memcpy(c->peer, "unknown", 8);
     local_address(fd, c->local, sizeof(c->local));
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    c->req.host_idx = c->req.auth_idx = -1;
+    c->req.f.host_idx = c->req.f.auth_idx = -1;
     c->timer = evtimer_new(w->base, timer_cb, c);
     c->kick = event_new(w->base, -1, 0, kick_cb, c);
     TAILQ_INSERT_TAIL(&w->conns, c, link);

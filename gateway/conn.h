@@ -19,25 +19,10 @@
 #include <sys/queue.h>
 
 #include "chunked.h"
+#include "h1.h"
 #include "route.h"
+#include "sanitize.h"
 #include "worker.h"
-
-struct fg_hdr {
-    uint32_t name, name_len; /* offsets into fg_msg.raw */
-    uint32_t value, value_len;
-    uint8_t kind; /* enum fg_hdr_kind */
-    uint8_t drop; /* listed in Connection: hop-by-hop */
-};
-
-/* A message head as it arrives: the first line's variable part, then headers. */
-struct fg_msg {
-    struct fg_buf raw;
-    struct fg_hdr *hdrs;
-    size_t nhdrs, hcap;
-    uint32_t first_len; /* request-target (requests) or reason phrase (responses) at raw[0] */
-    int in_value;
-    uint32_t bytes; /* counted against the header limit */
-};
 
 enum conn_state {
     CS_HEAD,     /* reading a request head (or idle between requests) */
@@ -49,20 +34,12 @@ enum conn_state {
 
 struct fg_req {
     struct fg_msg msg;
-    int major, minor;
-    int method;
-    int keepalive;
-    int chunked;
-    int has_cl;
-    uint64_t cl;
-    int upgrade;
-    int expect_continue;
-    int host_idx;       /* header index or -1 */
-    int auth_idx;       /* Authorization header index or -1 */
-    int body_started;   /* body bytes were sent upstream */
-    int body_done;      /* the client finished sending the request (or we gave up on it) */
-    int body_abandoned; /* answered before the body was read: the connection closes */
-    int in_trailers;
+    struct fg_h1_request line; /* method, version, target form */
+    struct fg_req_frame f;     /* framing, Host, Authorization, keep-alive, upgrade */
+    uint64_t body_left;        /* Content-Length bytes still to read */
+    int body_started;          /* body bytes were sent upstream */
+    int body_done;             /* the client finished sending the request (or we gave up on it) */
+    int body_abandoned;        /* answered before the body was read: the connection closes */
 
     struct fg_snapshot *snap;
     struct fg_route_match match;
@@ -100,13 +77,9 @@ struct fg_conn {
     int port;            /* listener port */
     char peer[INET6_ADDRSTRLEN];
     char local[INET6_ADDRSTRLEN + 8]; /* our address as the client dialled it: host:port */
-    http_parser parser;
-    int parse_paused;
-    int head_ready;            /* set by on_headers_complete, acted on after the parser returns */
-    int head_tail;             /* the head's last byte is still for http-parser (chunked bodies) */
-    struct fg_chunked chunked; /* our own strict decoder for chunked request bodies */
-    int err_status;            /* a parse error's status (400/431) */
-    int throttled;             /* reading paused until the shard drains what we sent */
+    struct fg_h1_scan scan;           /* where the next request head ends */
+    struct fg_chunked chunked;        /* our own strict decoder for chunked request bodies */
+    int throttled;                    /* reading paused until the shard drains what we sent */
     int close_after;
     int linger; /* the client may still be sending when we close */
     struct event *timer;

@@ -1,6 +1,6 @@
 /*
- * http.h - pure HTTP/1.1 helpers: which headers a proxy must drop or may
- * pass, framing checks, status lines and the Kubernetes Status body.
+ * http.h - pure HTTP helpers: reason phrases, the Kubernetes Status and
+ * Iceberg error bodies, form and Basic credentials (header rules: sanitize.h).
  * No I/O; unit-tested in tests/unit/test_http.c.
  */
 #ifndef FG_HTTP_H
@@ -10,33 +10,6 @@
 #include <stdint.h>
 
 #include "../config/base.h"
-
-enum fg_hdr_kind {
-    FG_HDR_OTHER, /* passed through */
-    FG_HDR_HOST,
-    FG_HDR_CONTENT_LENGTH, /* framing: frontgate writes its own */
-    FG_HDR_TRANSFER_ENCODING,
-    FG_HDR_CONNECTION, /* hop-by-hop */
-    FG_HDR_UPGRADE,    /* hop-by-hop, kept for upgrade requests */
-    FG_HDR_HOP,        /* other hop-by-hop: Keep-Alive, TE, Trailer, Proxy-* */
-    FG_HDR_IDENTITY,   /* X-Remote-*: never trusted from a client */
-    FG_HDR_FORWARDED,  /* X-Forwarded-*, Forwarded, X-Real-IP: set by frontgate */
-    FG_HDR_AUTHORIZATION,
-    FG_HDR_EXPECT,
-};
-
-/* Classifies a header name (case-insensitive). */
-enum fg_hdr_kind fg_hdr_classify(const char *name, size_t len);
-
-/* True when name is one of the comma-separated tokens of a Connection value. */
-int fg_conn_token_lists(const char *value, size_t vlen, const char *name, size_t nlen);
-
-/* Calls fn for each comma-separated, trimmed, non-empty token of value. */
-void fg_each_token(const char *value, size_t vlen, void (*fn)(void *arg, const char *tok, size_t n),
-                   void *arg);
-
-/* True when a Transfer-Encoding value is exactly "chunked" (any case, optional spaces). */
-int fg_te_is_chunked(const char *value, size_t vlen);
 
 /* The reason phrase for a status code ("OK", "Not Found", ...). */
 const char *fg_http_reason(int status);

@@ -6,6 +6,7 @@
  */
 #include "conn.h"
 #include "http.h"
+#include "sanitize.h"
 #include "tokenep.h"
 
 #include "../auth/identity.h"
@@ -148,7 +149,7 @@ static void auth_done(struct fg_conn *c)
     if (r->identity == NULL && required(r)) {
         if (r->reason == NULL)
             r->reason =
-                r->auth_idx < 0 ? "no credentials" : "no authenticator accepted the credentials";
+                r->f.auth_idx < 0 ? "no credentials" : "no authenticator accepted the credentials";
         unauthorized(c);
         return;
     }
@@ -158,9 +159,9 @@ static void auth_done(struct fg_conn *c)
 static void credential(const struct fg_req *r, struct fg_credential *cred)
 {
     memset(cred, 0, sizeof(*cred));
-    if (r->auth_idx >= 0) {
+    if (r->f.auth_idx >= 0) {
         size_t len;
-        const char *v = fg_req_header(r, r->auth_idx, &len);
+        const char *v = fg_req_header(r, r->f.auth_idx, &len);
         fg_bearer_from_header(v, len, &cred->bearer, &cred->bearer_len);
     }
 }
@@ -202,7 +203,8 @@ static struct fg_identity *recall(struct fg_conn *c, const struct fg_credential 
 {
     if (c->memo.raw == NULL || cred->bearer_len != c->memo.len ||
         c->memo.generation != c->req.snap->generation || c->memo.ctx != union_ctx(&c->req) ||
-        fg_now_ms() >= c->memo.until_ms || memcmp(cred->bearer, c->memo.token, c->memo.len) != 0)
+        fg_now_ms() >= c->memo.until_ms ||
+        CRYPTO_memcmp(cred->bearer, c->memo.token, c->memo.len) != 0)
         return NULL;
     *member = c->memo.member;
     return fg_identity_ref(c->memo.raw);
@@ -356,9 +358,30 @@ void fg_proxy_dispatch(struct fg_conn *c)
     auth_step(c);
 }
 
+/*
+ * An upgrade tunnels only when the route allows every protocol it names; any
+ * other (h2c above all) is ignored as RFC 9110 7.8 lets a server do: the
+ * request goes on as plain HTTP/1.1, without its Upgrade header.
+ */
+static void check_upgrade(struct fg_req *r)
+{
+    const struct fg_route_cfg *rt = r->match.route;
+    if (!r->f.upgrade)
+        return;
+    size_t vlen;
+    const char *v = fg_req_header(r, r->f.upgrade_idx, &vlen);
+    char *const *allowed = rt->upgrades_set ? rt->upgrades : fg_sanitize_default_upgrades;
+    size_t n = rt->upgrades_set ? rt->nupgrades : fg_sanitize_ndefault_upgrades;
+    if (!fg_sanitize_upgrade_allowed(v, vlen, allowed, n)) {
+        fg_log(FG_LOG_DEBUG, "upgrade not allowed on route %s: served as HTTP/1.1", rt->prefix);
+        r->f.upgrade = 0;
+    }
+}
+
 static void forward(struct fg_conn *c)
 {
     struct fg_req *r = &c->req;
+    check_upgrade(r);
     if (r->match.ws && r->match.ws->phase == FG_WS_UNAVAILABLE) {
         fg_conn_respond_status(c, 503, "ServiceUnavailable", "workspace is not available");
         return;
@@ -368,109 +391,51 @@ static void forward(struct fg_conn *c)
 
 /* ---- the upstream request head -------------------------------------------- */
 
-static void add_hdr(struct fg_buf *b, const char *name, const char *value, size_t vlen)
-{
-    fg_buf_adds(b, name);
-    fg_buf_add(b, ": ", 2);
-    fg_buf_add(b, value, vlen);
-    fg_buf_add(b, "\r\n", 2);
-}
-
-static void add_identity(struct fg_buf *b, const struct fg_identity *id)
-{
-    add_hdr(b, "X-Remote-User", id->user, strlen(id->user));
-    if (id->uid)
-        add_hdr(b, "X-Remote-Uid", id->uid, strlen(id->uid));
-    for (size_t i = 0; i < id->ngroups; i++)
-        add_hdr(b, "X-Remote-Group", id->groups[i], strlen(id->groups[i]));
-    for (size_t i = 0; i < id->nextra; i++) {
-        for (size_t j = 0; j < id->extra[i].nvalues; j++) {
-            fg_buf_adds(b, "X-Remote-Extra-");
-            fg_identity_escape_extra_key(b, id->extra[i].key);
-            fg_buf_add(b, ": ", 2);
-            fg_buf_adds(b, id->extra[i].values[j]);
-            fg_buf_add(b, "\r\n", 2);
-        }
-    }
-}
-
-/* Headers the route says to remove (e.g. x-project-id, x-assume-role for a catalog). */
-static int route_strips(const struct fg_route_cfg *rt, const char *name, size_t len)
-{
-    for (size_t i = 0; i < rt->nstrip_headers; i++)
-        if (fg_strn_eqi(name, len, rt->strip_headers[i]))
-            return 1;
-    return 0;
-}
-
 static void build_head(struct fg_conn *c, struct fg_buf *b)
 {
     struct fg_req *r = &c->req;
-    const struct fg_msg *m = &r->msg;
+    const struct fg_route_cfg *rt = r->match.route;
     const struct fg_shard_cfg *shard = &r->snap->cfg->shards[r->match.shard];
-    fg_buf_adds(b, http_method_str(r->method));
+    fg_buf_adds(b, http_method_str(r->line.method));
     fg_buf_addc(b, ' ');
     fg_route_upstream_target(b, shard, &r->match);
     fg_buf_adds(b, " HTTP/1.1\r\n");
     const char *host = shard->hostport;
     size_t hlen = strlen(host);
-    if (r->host_idx >= 0)
-        host = fg_req_header(r, r->host_idx, &hlen);
-    add_hdr(b, "Host", host, hlen);
-    int keep_auth;
+    if (r->f.host_idx >= 0)
+        host = fg_req_header(r, r->f.host_idx, &hlen);
+    fg_sanitize_add(b, "Host", host, hlen);
+    struct fg_copy_rules rules = {
+        .keep_upgrade = r->f.upgrade, .strip = rt->strip_headers, .nstrip = rt->nstrip_headers};
     switch (shard->identity) {
     case FG_IDENTITY_PASSTHROUGH:
-        keep_auth = 1;
+        rules.keep_auth = 1;
         break;
     case FG_IDENTITY_NONE:
     case FG_IDENTITY_MINT:
-        keep_auth = 0;
+        rules.keep_auth = 0;
         break;
     default:
-        keep_auth = !r->bearer_validated; /* the shard checks what frontgate did not */
+        rules.keep_auth = !r->bearer_validated; /* the shard checks what frontgate did not */
         break;
     }
-    for (size_t i = 0; i < m->nhdrs; i++) {
-        const struct fg_hdr *h = &m->hdrs[i];
-        if (h->drop)
-            continue;
-        switch (h->kind) {
-        case FG_HDR_OTHER:
-            if (route_strips(r->match.route, m->raw.data + h->name, h->name_len))
-                continue;
-            break;
-        case FG_HDR_AUTHORIZATION:
-            if (!keep_auth)
-                continue;
-            break;
-        case FG_HDR_UPGRADE:
-            if (!r->upgrade)
-                continue;
-            break;
-        default:
-            continue; /* framing, hop-by-hop, identity, forwarded, Host, Expect */
-        }
-        fg_buf_add(b, m->raw.data + h->name, h->name_len);
-        fg_buf_add(b, ": ", 2);
-        fg_buf_add(b, m->raw.data + h->value, h->value_len);
-        fg_buf_add(b, "\r\n", 2);
-    }
-    add_hdr(b, "X-Forwarded-For", c->peer, strlen(c->peer));
-    add_hdr(b, "X-Forwarded-Proto", c->tls ? "https" : "http", c->tls ? 5 : 4);
+    fg_sanitize_copy_headers(b, &r->msg, &rules);
+    fg_sanitize_add(b, "X-Forwarded-For", c->peer, strlen(c->peer));
+    fg_sanitize_add(b, "X-Forwarded-Proto", c->tls ? "https" : "http", c->tls ? 5 : 4);
     /* Without a Host (HTTP/1.0), the address the client dialled: a catalog builds the
      * URLs it hands out from X-Forwarded-Host, and they must lead back through us. */
-    if (r->host_idx >= 0)
-        add_hdr(b, "X-Forwarded-Host", host, hlen);
+    if (r->f.host_idx >= 0)
+        fg_sanitize_add(b, "X-Forwarded-Host", host, hlen);
     else
-        add_hdr(b, "X-Forwarded-Host", c->local, strlen(c->local));
+        fg_sanitize_add(b, "X-Forwarded-Host", c->local, strlen(c->local));
     fg_buf_adds(b, "X-Forwarded-Port: ");
     fg_buf_add_dec(b, (uint64_t)c->port);
     fg_buf_add(b, "\r\n", 2);
-    if (r->match.route->forwarded_prefix)
-        add_hdr(b, "X-Forwarded-Prefix", r->match.route->forwarded_prefix,
-                strlen(r->match.route->forwarded_prefix));
+    if (rt->forwarded_prefix)
+        fg_sanitize_add(b, "X-Forwarded-Prefix", rt->forwarded_prefix,
+                        strlen(rt->forwarded_prefix));
     if (r->identity && shard->identity == FG_IDENTITY_REQUEST_HEADER)
-        add_identity(b, r->identity);
+        fg_sanitize_stamp_identity(b, r->identity);
     if (r->identity && shard->identity == FG_IDENTITY_MINT) {
         char *tok = fg_mint_token(r->snap->mints[r->match.shard], r->identity, fg_wall_s());
         if (tok) {
@@ -481,15 +446,7 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
             free(tok);
         }
     }
-    if (r->chunked)
-        fg_buf_adds(b, "Transfer-Encoding: chunked\r\n");
-    else if (r->has_cl) {
-        fg_buf_adds(b, "Content-Length: ");
-        fg_buf_add_dec(b, r->cl);
-        fg_buf_add(b, "\r\n", 2);
-    }
-    if (r->upgrade)
-        fg_buf_adds(b, "Connection: Upgrade\r\n");
+    fg_sanitize_framing(b, &r->f);
     fg_buf_add(b, "\r\n", 2);
 }
 
@@ -499,8 +456,8 @@ void fg_proxy_send_head(struct fg_conn *c)
     if (r->up_head.len == 0)
         build_head(c, &r->up_head);
     bufferevent_write(c->up->bev, r->up_head.data, r->up_head.len);
-    int has_body = r->chunked || (r->has_cl && r->cl > 0);
-    if (r->expect_continue && has_body && r->minor >= 1 && !r->retried)
+    int has_body = r->f.chunked || (r->f.has_cl && r->f.cl > 0);
+    if (r->f.expect_continue && has_body && r->line.minor >= 1 && !r->retried)
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     fg_conn_start_body(c);
 }

@@ -47,9 +47,9 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
         oauth_error(c, 400, "unsupported_grant_type", "only client_credentials is supported");
         return;
     }
-    if (r->auth_idx >= 0) {
+    if (r->f.auth_idx >= 0) {
         size_t vlen;
-        const char *v = fg_req_header(r, r->auth_idx, &vlen);
+        const char *v = fg_req_header(r, r->f.auth_idx, &vlen);
         have_basic = fg_basic_credentials(v, vlen, hid, sizeof(hid), hsecret, sizeof(hsecret)) == 0;
     }
     have_form_id = fg_form_get(body, len, "client_id", id, sizeof(id)) == 0 && id[0] &&
@@ -81,7 +81,7 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
 
 void fg_token_endpoint(struct fg_conn *c)
 {
-    if (c->req.method != HTTP_POST) {
+    if (c->req.line.method != HTTP_POST) {
         oauth_error(c, 405, "invalid_request", "use POST");
         return;
     }

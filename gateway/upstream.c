@@ -7,6 +7,7 @@
  */
 #include "conn.h"
 #include "http.h"
+#include "sanitize.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -18,8 +19,6 @@
 #include <string.h>
 
 #define FEED_MAX (64 * 1024)
-
-static http_parser_settings resp_settings;
 
 static const struct fg_limits *up_limits(const struct fg_upconn *u)
 {
@@ -39,15 +38,6 @@ static void up_read_on(struct fg_upconn *u, int on)
 
 /* ---- response parser callbacks -------------------------------------------- */
 
-static void msg_reset(struct fg_msg *m)
-{
-    fg_buf_reset(&m->raw);
-    m->nhdrs = 0;
-    m->first_len = 0;
-    m->in_value = 0;
-    m->bytes = 0;
-}
-
 static int count(struct fg_upconn *u, size_t len)
 {
     u->msg.bytes += (uint32_t)len;
@@ -57,7 +47,7 @@ static int count(struct fg_upconn *u, size_t len)
 static int on_message_begin(http_parser *p)
 {
     struct fg_upconn *u = p->data;
-    msg_reset(&u->msg);
+    fg_msg_reset(&u->msg);
     u->got_bytes = 1;
     return 0;
 }
@@ -125,27 +115,9 @@ static int write_head(struct fg_upconn *u, struct fg_conn *c, int status)
     struct fg_msg *m = &u->msg;
     struct fg_req *r = &c->req;
     http_parser *p = &u->parser;
-    int conn_hdrs[8], nconn = 0, upgrade_idx = -1;
-    for (size_t i = 0; i < m->nhdrs; i++) {
-        struct fg_hdr *h = &m->hdrs[i];
-        h->kind = (uint8_t)fg_hdr_classify(m->raw.data + h->name, h->name_len);
-        h->drop = 0;
-        if (h->kind == FG_HDR_CONNECTION && nconn < (int)FG_ARRAY_LEN(conn_hdrs))
-            conn_hdrs[nconn++] = (int)i;
-        if (h->kind == FG_HDR_UPGRADE)
-            upgrade_idx = (int)i;
-    }
-    for (int k = 0; k < nconn; k++) {
-        const struct fg_hdr *ch = &m->hdrs[conn_hdrs[k]];
-        for (size_t i = 0; i < m->nhdrs; i++) {
-            struct fg_hdr *h = &m->hdrs[i];
-            if (h->kind == FG_HDR_OTHER &&
-                fg_conn_token_lists(m->raw.data + ch->value, ch->value_len, m->raw.data + h->name,
-                                    h->name_len))
-                h->drop = 1;
-        }
-    }
-    int no_body = r->method == HTTP_HEAD || status == 204 || status == 304 || status == 101;
+    int upgrade_idx;
+    fg_sanitize_response(m, &upgrade_idx);
+    int no_body = r->line.method == HTTP_HEAD || status == 204 || status == 304 || status == 101;
     int upstream_cl = !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX;
     struct fg_buf b = {0};
     fg_buf_adds(&b, "HTTP/1.1 ");
@@ -181,18 +153,18 @@ static int write_head(struct fg_upconn *u, struct fg_conn *c, int status)
             add_header(&b, m, &m->hdrs[upgrade_idx]);
     } else {
         if (!no_body && !upstream_cl) {
-            if (r->minor >= 1) {
+            if (r->line.minor >= 1) {
                 fg_buf_adds(&b, "Transfer-Encoding: chunked\r\n");
                 r->resp_chunked = 1;
             } else {
                 c->close_after = 1; /* an HTTP/1.0 client reads until close */
             }
         }
-        if (!r->keepalive || c->w->draining)
+        if (!r->f.keepalive || c->w->draining)
             c->close_after = 1;
         if (c->close_after)
             fg_buf_adds(&b, "Connection: close\r\n");
-        else if (r->minor == 0)
+        else if (r->line.minor == 0)
             fg_buf_adds(&b, "Connection: keep-alive\r\n");
     }
     fg_buf_add(&b, "\r\n", 2);
@@ -212,7 +184,7 @@ static int on_headers_complete(http_parser *p)
         return -1;
     if (status >= 100 && status < 200 && status != 101)
         return 0; /* interim (100, 103): not forwarded; the final response follows */
-    if (status == 101 && !c->req.upgrade)
+    if (status == 101 && !c->req.f.upgrade)
         return -1; /* a switch nobody asked for */
     u->head_done = 1;
     if (status == 101)
@@ -246,7 +218,7 @@ static int on_message_complete(http_parser *p)
     struct fg_conn *c = u->conn;
     if (!u->head_done) {
         /* The end of an interim response: parse the next one. */
-        msg_reset(&u->msg);
+        fg_msg_reset(&u->msg);
         return 0;
     }
     if (c && c->req.resp_chunked)
@@ -255,6 +227,17 @@ static int on_message_complete(http_parser *p)
     http_parser_pause(p, 1);
     return 0;
 }
+
+/* Read-only and shared by every worker: initialised at compile time, never written. */
+static const http_parser_settings resp_settings = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
@@ -309,7 +292,7 @@ void fg_up_release(struct fg_upconn *u, int reusable)
     u->state = UP_IDLE;
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
-    msg_reset(&u->msg);
+    fg_msg_reset(&u->msg);
     u->got_bytes = u->head_done = u->msg_done = u->no_body = u->throttled = 0;
     u->reused = 1;
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
@@ -492,6 +475,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
     up_release(u);
 }
 
+static int idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+           method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
+}
+
 static void up_reader_data(void *arg);
 static void up_reader_closed(void *arg, short what);
 
@@ -555,8 +544,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             goto out;
         }
     }
-    if (!u->got_bytes && u->reused && !c->req.body_started && !c->req.retried) {
-        /* A kept-alive connection the shard had already closed: try a fresh one. */
+    if (!u->got_bytes && u->reused && !c->req.body_started && !c->req.retried &&
+        idempotent(c->req.line.method)) {
+        /*
+         * A kept-alive connection the shard had already closed: try a fresh one. Only
+         * an idempotent request (RFC 9110 9.2.2) may go twice: a POST the shard read
+         * and then dropped may have taken effect.
+         */
         uint32_t shard = u->shard;
         c->up = NULL;
         u->conn = NULL;
@@ -592,17 +586,6 @@ static void up_reader_closed(void *arg, short what)
 
 /* ---- acquire -------------------------------------------------------------- */
 
-static void init_settings(void)
-{
-    resp_settings.on_message_begin = on_message_begin;
-    resp_settings.on_status = on_status;
-    resp_settings.on_header_field = on_header_field;
-    resp_settings.on_header_value = on_header_value;
-    resp_settings.on_headers_complete = on_headers_complete;
-    resp_settings.on_body = on_body;
-    resp_settings.on_message_complete = on_message_complete;
-}
-
 static int is_ip_literal(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -635,8 +618,6 @@ void fg_up_acquire(struct fg_conn *c, uint32_t shard)
 {
     struct fg_worker *w = c->w;
     struct fg_snapshot *snap = c->req.snap;
-    if (resp_settings.on_status == NULL)
-        init_settings();
     if (snap == w->snap && shard < w->npools && !c->req.retried) {
         struct fg_pool *pool = &w->pools[shard];
         struct fg_upconn *u = TAILQ_FIRST(&pool->idle);

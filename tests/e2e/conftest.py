@@ -175,7 +175,7 @@ class FakeShard:
       .../watch       chunked response: ?chunks=5&delay_ms=300, one JSON line a chunk
       .../slow-close  body delimited by the close of the connection, parts with delays
       .../slow        sleeps ?ms=1500, then echoes
-      .../upgrade     101 Switching Protocols (Upgrade: test), then a raw echo tunnel
+      .../upgrade     101 Switching Protocols (Upgrade: websocket), then a raw echo tunnel
       .../big-body    {"sha256": ..., "length": ...} of the request body
       anything else   200 JSON echo of method, target, headers and body digest
     """
@@ -412,11 +412,11 @@ class FakeShard:
         if last == "upgrade":
             up = (rec.value("Upgrade") or "").lower()
             conn = (rec.value("Connection") or "").lower()
-            if up != "test" or "upgrade" not in conn:
-                self._send_json(s, 400, {"error": "expected Connection: Upgrade, Upgrade: test"})
+            if up != "websocket" or "upgrade" not in conn:
+                self._send_json(s, 400, {"error": "expected Connection: Upgrade, Upgrade: websocket"})
                 return True
             s.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
                 b"shard-hello\n"
             )
             pending = rd.read_some() if rd.buf else b""

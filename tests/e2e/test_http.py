@@ -197,11 +197,11 @@ def test_close_delimited_response_streams_and_completes(env):
 def test_upgrade_tunnel_round_trips_bytes_both_ways(env):
     c = RawClient(env.port)
     c.send(head("GET", f"/clusters/{WS_PATH}/api/v1/namespaces/x/pods/p/exec/upgrade", env.alice,
-                "Connection: Upgrade\r\nUpgrade: test\r\n"))
+                "Connection: Upgrade\r\nUpgrade: websocket\r\n"))
     r = c.read_head()
     assert r.status == 101, r
     assert "upgrade" in (r.value("Connection") or "").lower(), r.headers
-    assert (r.value("Upgrade") or "").lower() == "test", r.headers
+    assert (r.value("Upgrade") or "").lower() == "websocket", r.headers
     rec = env.shard.wait_for(lambda x: x.path.endswith("/upgrade"))
     assert rec.target.startswith(f"/clusters/{WS_CLUSTER}/")
     assert rec.values("X-Remote-User") == ["alice"]
@@ -230,7 +230,7 @@ def test_upgrade_tunnel_round_trips_bytes_both_ways(env):
 
 def test_upgrade_refused_by_shard_is_an_ordinary_response(env):
     c = RawClient(env.port)
-    c.send(head("GET", f"/clusters/{WS_PATH}/upgrade", env.alice, "Connection: Upgrade\r\nUpgrade: other\r\n"))
+    c.send(head("GET", f"/clusters/{WS_PATH}/upgrade", env.alice, "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"))
     r = c.read_response()
     c.close()
     assert r.status == 400, r
@@ -239,7 +239,7 @@ def test_upgrade_refused_by_shard_is_an_ordinary_response(env):
 
 def test_upgrade_without_credentials_is_401(env):
     c = RawClient(env.port)
-    c.send(head("GET", f"/clusters/{WS_PATH}/upgrade", None, "Connection: Upgrade\r\nUpgrade: test\r\n"))
+    c.send(head("GET", f"/clusters/{WS_PATH}/upgrade", None, "Connection: Upgrade\r\nUpgrade: websocket\r\n"))
     r = c.read_response()
     c.close()
     assert r.status == 401, r

@@ -6,6 +6,7 @@
 #include "t.h"
 
 #include "gateway/http.h"
+#include "gateway/sanitize.h"
 
 #include <stdlib.h>
 
