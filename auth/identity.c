@@ -89,17 +89,25 @@ void fg_identity_unref(struct fg_identity *id)
     free(id);
 }
 
+/*
+ * A value the shard reads back byte for byte: no control byte (HTAB included) and
+ * no space at either end, which a header recipient would strip as OWS (RFC 9110
+ * 5.5): " system:masters" must not pass a policy that looks for "system:".
+ */
 static int safe_value(const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
+    const unsigned char *p = (const unsigned char *)s;
+    if (*p == ' ')
+        return 0;
+    for (; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || (*p == ' ' && p[1] == '\0'))
             return 0;
     return 1;
 }
 
 int fg_identity_header_safe(const struct fg_identity *id)
 {
-    if (!safe_value(id->user) || (id->uid && !safe_value(id->uid)))
+    if (id->user[0] == '\0' || !safe_value(id->user) || (id->uid && !safe_value(id->uid)))
         return 0;
     for (size_t i = 0; i < id->ngroups; i++)
         if (!safe_value(id->groups[i]))

@@ -43,8 +43,11 @@ struct fg_identity *fg_identity_ref(struct fg_identity *id);
 void fg_identity_unref(struct fg_identity *id);
 
 /*
- * True when every field would be a valid HTTP header value: no CR, LF, NUL
- * or other control byte. An identity that fails this never reaches a shard.
+ * True when every field reaches a shard as exactly these bytes: a non-empty
+ * user, and no field with a control byte (CR, LF, NUL, HTAB, ...) or with a
+ * space at either end (a header recipient strips those as OWS). Checked on
+ * what an authenticator admitted, before the identity policy reads it, and
+ * again on what the policy made: an identity that fails never reaches a shard.
  */
 int fg_identity_header_safe(const struct fg_identity *id);
 

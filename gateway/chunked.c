@@ -4,10 +4,12 @@
 
 #define MAX_DIGITS   15 /* 2^60: larger sizes are not real bodies */
 #define MAX_TRAILERS 8192
+#define MAX_EXT      4096 /* per chunk: Node.js CVE-2024-22019 was an unbounded one */
 
 enum state {
     S_SIZE_FIRST, /* first hex digit of a size */
-    S_SIZE,       /* more hex digits, ';' or CR */
+    S_SIZE,       /* more hex digits, BWS, ';' or CR */
+    S_SIZE_BWS,   /* whitespace after the size: only ';' may follow */
     S_EXT,        /* chunk extension, until CR */
     S_SIZE_LF,    /* LF after the size line */
     S_DATA,
@@ -63,6 +65,9 @@ enum fg_chunked_result fg_chunked_feed(struct fg_chunked *c, const char *in, siz
                 c->state = S_SIZE;
             } else if (c->state == S_SIZE && ch == ';') {
                 c->state = S_EXT;
+                c->ext_bytes = 0;
+            } else if (c->state == S_SIZE && (ch == ' ' || ch == '\t')) {
+                c->state = S_SIZE_BWS;
             } else if (c->state == S_SIZE && ch == '\r') {
                 c->state = S_SIZE_LF;
             } else {
@@ -70,7 +75,17 @@ enum fg_chunked_result fg_chunked_feed(struct fg_chunked *c, const char *in, siz
             }
             break;
         }
+        case S_SIZE_BWS:
+            if (ch == ';') {
+                c->state = S_EXT;
+                c->ext_bytes = 0;
+            } else if (ch != ' ' && ch != '\t') {
+                goto bad;
+            }
+            break;
         case S_EXT:
+            if (++c->ext_bytes > MAX_EXT)
+                goto bad;
             if (ch == '\r')
                 c->state = S_SIZE_LF;
             else if (!ext_char(ch))

@@ -5,9 +5,11 @@
  * space inside a chunk size ("5 5") and chunk data not followed by CRLF.
  * Two parsers that disagree on where a body ends are how requests are
  * smuggled, so frontgate decodes chunked request bodies itself and refuses
- * anything but: 1*HEXDIG [ ";" ext ] CRLF, data, CRLF, ..., "0" [ext] CRLF,
- * trailer lines, CRLF. Bare LF, whitespace around the size, sizes over 2^60
- * and trailers over 8 KiB are errors. Pure; unit-tested.
+ * anything but: 1*HEXDIG [ BWS ";" ext ] CRLF, data, CRLF, ..., "0" [ext]
+ * CRLF, trailer lines, CRLF (RFC 9112 7.1.1; BWS is RFC 9110 5.6.3). Bare LF,
+ * whitespace before the size or after it without ';', sizes over 2^60, over
+ * 4 KiB of extensions on one chunk and trailers over 8 KiB are errors. Pure;
+ * unit-tested.
  */
 #ifndef FG_CHUNKED_H
 #define FG_CHUNKED_H
@@ -20,7 +22,8 @@ struct fg_chunked {
     uint64_t remaining; /* bytes of chunk data still to come */
     unsigned digits;
     unsigned trailer_bytes;
-    unsigned line_len; /* bytes in the current trailer line */
+    unsigned line_len;  /* bytes in the current trailer line */
+    unsigned ext_bytes; /* bytes of the current chunk's extensions */
 };
 
 enum fg_chunked_result {

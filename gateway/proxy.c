@@ -113,6 +113,11 @@ static int apply_policy(struct fg_req *r, struct fg_identity *raw, size_t member
 {
     const struct fg_config *cfg = r->snap->cfg;
     struct fg_identity *id;
+    if (!fg_identity_header_safe(raw)) {
+        /* the policy must judge the very bytes the shard will read */
+        r->reason = "identity contains characters not allowed in a header";
+        return -1;
+    }
     if (member_idx < r->snap->nglobal) {
         id = fg_identity_global_view(raw, cfg->drop_groups, cfg->ndrop_groups);
     } else {

@@ -1210,3 +1210,25 @@ def test_check_accepts_a_valid_jwt_config(tmp_path, pki):
     (tmp_path / "ca.crt").write_text(pki.ca_pem)
     p, _ = _check(tmp_path, CHECK_BASE + authn)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+# ---------------------------------------------------------------------------
+# identity values with whitespace at an end (the Reliability issue's critical finding)
+
+
+def test_group_with_whitespace_at_an_end_is_401_not_a_bypass_of_drop_groups(oidc, pki, idp_factory):
+    """With an empty group prefix, " system:masters" would pass dropGroups (which looks for
+    system:masters) and a shard would read it as system:masters: it fails authentication."""
+    idp = idp_factory()
+    entry = jwt_entry(idp.issuer, pki)
+    entry["claimMappings"]["groups"]["prefix"] = ""
+    entry["claimMappings"]["username"]["prefix"] = ""
+    e = oidc(idp=idp, entry=entry)
+    for g in [" system:masters", "system:masters ", "\tsystem:masters", "system:masters\t"]:
+        e.unauthorized(idp.mint(claims={"groups": ["dev", g]}),
+                       "identity contains characters not allowed in a header")
+    for u in [" alice", "alice "]:
+        e.unauthorized(idp.mint(claims={"sub": u}), "identity contains characters not allowed in a header")
+    # the clean spelling is dropped as before; inner spaces are the group's own
+    rec = e.ok(idp.mint(claims={"groups": ["dev", "system:masters", "team a"]}))
+    assert Counter(rec.values("X-Remote-Group")) == Counter(["dev", "team a", "system:authenticated"]), rec.headers

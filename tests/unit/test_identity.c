@@ -337,6 +337,25 @@ static void header_safe_rejects_controls(void)
     }
 }
 
+/*
+ * A recipient strips SP and HTAB at a value's ends (RFC 9110 5.5): " system:masters" would be
+ * read as system:masters after a policy that looks for "system:" let it through.
+ */
+static void header_safe_rejects_ows_at_the_ends(void)
+{
+    const char *bad[] = {" system:masters", "system:masters ", "\tsystem:masters", " ", "a\t"};
+    for (int field = 0; field < 5; field++) {
+        for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++) {
+            if (!unsafe_in(field, bad[i])) {
+                printf("#   field %d: \"%s\" accepted\n", field, bad[i]);
+                CHECK(0);
+            }
+        }
+    }
+    CHECK(!unsafe_in(2, "team a")); /* inner spaces are the group's own */
+    CHECK(unsafe_in(0, ""));        /* no user at all */
+}
+
 /* An empty extra key would make a header named "X-Remote-Extra-". */
 static void header_safe_empty_extra_key(void)
 {
@@ -415,6 +434,7 @@ int main(void)
     RUN(workspace_plain_identity);
     RUN(header_safe_clean);
     RUN(header_safe_rejects_controls);
+    RUN(header_safe_rejects_ows_at_the_ends);
     RUN(header_safe_empty_extra_key);
     RUN(escape_kcp_keys);
     RUN(escape_special_bytes);
