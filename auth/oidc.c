@@ -405,6 +405,25 @@ static int url_ok(const char *u)
     return strncmp(u, "https://", 8) == 0 || fg_url_is_loopback_http(u);
 }
 
+char *fg_oidc_parse_discovery(const char *body, size_t len, const char *issuer, const char **why)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    const char *iss = json_string_value(json_object_get(doc, "issuer"));
+    const char *jwks = json_string_value(json_object_get(doc, "jwks_uri"));
+    char *uri = NULL;
+
+    if (doc == NULL || !json_is_object(doc))
+        *why = "not a JSON object";
+    else if (iss == NULL || strcmp(iss, issuer) != 0)
+        *why = "the document's issuer differs from issuer.url";
+    else if (jwks == NULL || !url_ok(jwks))
+        *why = "jwks_uri is missing or not https";
+    else
+        uri = fg_strdup(jwks);
+    json_decref(doc);
+    return uri;
+}
+
 static void on_discovery(void *arg, const struct fg_fetch_resp *r)
 {
     struct fg_oidc *o = arg;
@@ -414,25 +433,14 @@ static void on_discovery(void *arg, const struct fg_fetch_resp *r)
         fetch_failed(o, "discovery", status_why(r));
         return;
     }
-    json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
-    const char *iss = json_string_value(json_object_get(doc, "issuer"));
-    const char *jwks = json_string_value(json_object_get(doc, "jwks_uri"));
     const char *why = NULL;
-    if (doc == NULL || !json_is_object(doc))
-        why = "not a JSON object";
-    else if (iss == NULL || strcmp(iss, o->issuer) != 0)
-        why = "the document's issuer differs from issuer.url";
-    else if (jwks == NULL || !url_ok(jwks))
-        why = "jwks_uri is missing or not https";
-    if (why == NULL) {
-        free(o->jwks_uri);
-        o->jwks_uri = fg_strdup(jwks);
-    }
-    json_decref(doc);
-    if (why) {
+    char *jwks = fg_oidc_parse_discovery(r->body, r->body_len, o->issuer, &why);
+    if (jwks == NULL) {
         fetch_failed(o, "discovery", why);
         return;
     }
+    free(o->jwks_uri);
+    o->jwks_uri = jwks;
     fetch(o, o->jwks_uri, on_jwks);
 }
 

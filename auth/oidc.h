@@ -59,6 +59,14 @@ int fg_oidc_park(struct fg_oidc *o, struct fg_authn_waiter *w, uint64_t now_ms);
  */
 void fg_oidc_shutdown(void);
 
+/*
+ * Reads an OpenID Provider configuration body[0..len) as discovery does: its jwks_uri (a new
+ * string, caller frees) when the document is a JSON object whose "issuer" equals issuer exactly
+ * and whose "jwks_uri" is https:// or loopback http (fg_url_is_loopback_http). Else NULL with *why
+ * (static). Pure: no I/O.
+ */
+char *fg_oidc_parse_discovery(const char *body, size_t len, const char *issuer, const char **why);
+
 /* Fetches started so far (discovery and JWKS), for tests and metrics. */
 unsigned long fg_oidc_fetch_count(struct fg_oidc *o);
 

@@ -164,23 +164,33 @@ static int audiences_intersect(const struct fg_tokenreview_cfg *cfg, json_t *got
     return 0;
 }
 
+struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
+                                         const struct fg_tokenreview_cfg *cfg, const char *authn,
+                                         const char **why)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    json_t *status = json_object_get(doc, "status");
+    struct fg_identity *id = NULL;
+
+    if (!json_is_object(status))
+        *why = "token review: malformed response";
+    else if (!json_is_true(json_object_get(status, "authenticated")))
+        *why = "token review: not authenticated";
+    else if (!audiences_intersect(cfg, json_object_get(status, "audiences")))
+        *why = "token review: audiences do not intersect";
+    else
+        id = user_identity(json_object_get(status, "user"), authn, why);
+    json_decref(doc);
+    return id;
+}
+
 /* A definite answer from the API server: cache it and wake everyone. */
 static void decided(struct flight *fl, const char *body, size_t len)
 {
     struct tr_authn *tr = fl->tr;
-    json_t *doc = json_loadb(body, len, 0, NULL);
-    json_t *status = json_object_get(doc, "status");
     const char *why = NULL;
-    struct fg_identity *id = NULL;
+    struct fg_identity *id = fg_tokenreview_parse(body, len, tr->cfg, tr->base.name, &why);
     uint64_t now = tr->f->now_ms(tr->f);
-    if (!json_is_object(status))
-        why = "token review: malformed response";
-    else if (!json_is_true(json_object_get(status, "authenticated")))
-        why = "token review: not authenticated";
-    else if (!audiences_intersect(tr->cfg, json_object_get(status, "audiences")))
-        why = "token review: audiences do not intersect";
-    else
-        id = user_identity(json_object_get(status, "user"), tr->base.name, &why);
     if (id) {
         fl->reuse_until_ms = fg_tokcache_put(tr->pos, fl->key, id, 0, now);
         land(fl, FG_AUTHN_OK, id, NULL);
@@ -189,7 +199,6 @@ static void decided(struct flight *fl, const char *body, size_t len)
         fg_tokcache_put(tr->neg, fl->key, tr->denied, 0, now);
         land(fl, FG_AUTHN_REJECTED, NULL, why);
     }
-    json_decref(doc);
 }
 
 /* ---- sending -------------------------------------------------------------- */

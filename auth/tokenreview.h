@@ -32,6 +32,17 @@ struct fg_authn *fg_tokenreview_new(const char *name, const struct fg_tokenrevie
                                     const char *dir, struct fg_fetcher *f, struct fg_errs *errs,
                                     const struct fg_mark *mark);
 
+/*
+ * Reads the body[0..len) of a 200/201 TokenReview answer, as the authenticator does: an identity
+ * (one reference, named authn, which must outlive it) when status.authenticated is true,
+ * status.audiences intersects cfg's audiences (when cfg has any) and status.user.username is a
+ * non-empty string; uid, string groups and string extra values are copied. Else NULL with *why
+ * (static). Pure: no I/O, no cache.
+ */
+struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
+                                         const struct fg_tokenreview_cfg *cfg, const char *authn,
+                                         const char **why);
+
 /* Reviews sent so far (for tests and metrics). */
 unsigned long fg_tokenreview_sent(struct fg_authn *a);
 
