@@ -3,6 +3,7 @@
 #   make test    build (normal and ASan+UBSan) and run every test
 #   make bench   run the side-by-side benchmark against nginx and HAProxy
 #   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own
+#   make soak    SOAK_SECONDS (600) of mixed traffic and reloads; RSS and fds must stay flat
 .PHONY: all build demo test test-quick bench bench-jwt fuzz check-format format clean
 
 all: build
@@ -50,3 +51,9 @@ fuzz:
 	  echo "== fuzz_$$f ($(FUZZ_SECONDS)s)"; \
 	  build-fuzz/tests/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build-fuzz/ \
 	    build-fuzz/corpus/$$f 2>&1 | grep -E "ERROR|Done" || exit 1; done
+
+# SOAK_SECONDS (600) of mixed traffic with a SIGHUP every 10 s; RSS and fds must stay flat
+.PHONY: soak
+soak: build
+	@.ci/install-deps test
+	@FRONTGATE_BIN=$(CURDIR)/build/frontgate tests/soak/run
