@@ -267,8 +267,14 @@ struct fg_statickeys *fg_statickeys_load(const char *path, const char *username_
         fg_errs_add(errs, path, 0, 0, "cannot read key file: %s", strerror(errno));
         return NULL;
     }
-    struct fg_statickeys *ks =
-        fg_statickeys_parse(path, text, len, username_prefix, authn_name, errs);
+    struct fg_statickeys *ks = NULL;
+    if (len == 0)
+        /* `cat new > keys.txt` truncates first: a reload in between must not revoke every key */
+        fg_errs_add(errs, path, 0, 0,
+                    "key file is empty (as a file being rewritten is); to admit no key, keep a "
+                    "comment line in it");
+    else
+        ks = fg_statickeys_parse(path, text, len, username_prefix, authn_name, errs);
     OPENSSL_cleanse(text, len);
     free(text);
     return ks;

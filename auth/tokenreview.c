@@ -164,6 +164,8 @@ static int audiences_intersect(const struct fg_tokenreview_cfg *cfg, json_t *got
     return 0;
 }
 
+static const char malformed_review[] = "token review: malformed response";
+
 struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
                                          const struct fg_tokenreview_cfg *cfg, const char *authn,
                                          const char **why)
@@ -173,7 +175,7 @@ struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
     struct fg_identity *id = NULL;
 
     if (!json_is_object(status))
-        *why = "token review: malformed response";
+        *why = malformed_review;
     else if (!json_is_true(json_object_get(status, "authenticated")))
         *why = "token review: not authenticated";
     else if (!audiences_intersect(cfg, json_object_get(status, "audiences")))
@@ -184,7 +186,7 @@ struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
     return id;
 }
 
-/* A definite answer from the API server: cache it and wake everyone. */
+/* The API server's answer: a decision is cached, a malformed body is not; wakes everyone. */
 static void decided(struct flight *fl, const char *body, size_t len)
 {
     struct tr_authn *tr = fl->tr;
@@ -195,6 +197,11 @@ static void decided(struct flight *fl, const char *body, size_t len)
         fl->reuse_until_ms = fg_tokcache_put(tr->pos, fl->key, id, 0, now);
         land(fl, FG_AUTHN_OK, id, NULL);
         fg_identity_unref(id);
+    } else if (why == malformed_review) {
+        /* no answer at all (a cut or garbled body): like a transport error, never cached */
+        fg_log(FG_LOG_WARN, "tokenReview %s: the API server's answer is not a TokenReview",
+               tr->base.name);
+        land(fl, FG_AUTHN_REJECTED, NULL, why);
     } else {
         fg_tokcache_put(tr->neg, fl->key, tr->denied, 0, now);
         land(fl, FG_AUTHN_REJECTED, NULL, why);

@@ -33,6 +33,8 @@ struct exchange {
     struct gw_fetcher *owner;
     struct evhttp_connection *conn;
     struct bufferevent *bev;
+    struct evhttp_request *req; /* until answered or cancelled */
+    struct event *deadline;     /* the whole exchange: a trickling server cannot extend it */
     fg_fetch_done done;
     void *arg;
     size_t max;
@@ -123,6 +125,8 @@ static void free_exchange(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct exchange *x = arg;
+    if (x->deadline)
+        event_free(x->deadline);
     evhttp_connection_free(x->conn); /* also frees x->bev */
     free(x);
 }
@@ -133,6 +137,8 @@ static void finish(struct exchange *x, const struct fg_fetch_resp *resp)
     if (x->finished)
         return; /* already answered (by the teardown) */
     x->finished = 1;
+    if (x->deadline)
+        event_del(x->deadline);
     TAILQ_REMOVE(&x->owner->exchanges, x, link);
     x->done(x->arg, resp);
     event_base_once(x->owner->evbase, -1, EV_TIMEOUT, free_exchange, x, NULL);
@@ -159,6 +165,24 @@ static const char *error_text(struct exchange *x)
     return "connection failed";
 }
 
+/*
+ * evhttp's timeout is per read: a server that sends a byte now and then never trips it.
+ * The deadline bounds the exchange as a whole; the answer is "timed out".
+ */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct exchange *x = arg;
+    struct fg_fetch_resp resp = {0};
+    struct evhttp_request *req = x->req;
+    resp.error = "timed out";
+    finish(x, &resp); /* first: whatever the cancel reports finds x finished */
+    x->req = NULL;
+    if (req)
+        evhttp_cancel_request(req);
+}
+
 static void on_error(enum evhttp_request_error err, void *arg)
 {
     struct exchange *x = arg;
@@ -169,6 +193,9 @@ static void on_response(struct evhttp_request *req, void *arg)
 {
     struct exchange *x = arg;
     struct fg_fetch_resp resp = {0};
+    x->req = NULL; /* evhttp frees it after this callback */
+    if (x->finished)
+        return;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (code == 0) {
         resp.error = error_text(x);
@@ -319,6 +346,10 @@ static void g_fetch(struct fg_fetcher *f, const struct fg_fetch_req *r, fg_fetch
         evhttp_connection_free(x->conn);
         free(x);
         fail_later(g, done, arg, resp.error);
+    } else {
+        x->req = req;
+        x->deadline = evtimer_new(g->evbase, deadline_cb, x);
+        evtimer_add(x->deadline, &tv);
     }
     fg_buf_free(&target);
     evhttp_uri_free(uri);
@@ -373,6 +404,8 @@ void fg_fetcher_free(struct fg_fetcher *f)
             TAILQ_REMOVE(&g->exchanges, x, link);
             x->finished = 1;
             x->done(x->arg, &resp);
+            if (x->deadline)
+                event_free(x->deadline);
             evhttp_connection_free(x->conn);
             free(x);
         }

@@ -162,6 +162,41 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/*
+ * accept() failed. Out of descriptors (EMFILE, ENFILE) or memory, the listening socket
+ * stays readable and libevent would call accept() again at once, forever: stop accepting
+ * for ACCEPT_PAUSE_MS, as nginx does, and say so at most once a second. Connections wait
+ * in the kernel's backlog meanwhile.
+ */
+#define ACCEPT_PAUSE_MS 100
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_listen_arg *la = arg;
+    if (!la->w->draining && la->w->listeners[la->index])
+        evconnlistener_enable(la->w->listeners[la->index]);
+}
+
+static void accept_error(struct evconnlistener *l, void *arg)
+{
+    struct fg_listen_arg *la = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    static uint64_t last_log_ms; /* a racy read at worst logs twice */
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return; /* ECONNABORTED and the like: that connection is gone, the next may come */
+    evconnlistener_disable(l);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(la->resume, &tv);
+    uint64_t now = fg_now_ms();
+    if (now - __atomic_load_n(&last_log_ms, __ATOMIC_RELAXED) >= 1000) {
+        __atomic_store_n(&last_log_ms, now, __ATOMIC_RELAXED);
+        fg_log(FG_LOG_WARN, "accept: %s; accepting paused for %d ms",
+               evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    }
+}
+
 static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, const int *fds,
                        const char *const *bound)
 {
@@ -190,11 +225,13 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
         const char *port = port_of(bound[i]);
         uint64_t p = 0;
         fg_parse_u64(port, strlen(port), 65535, &p);
-        w->listen_args[i] = (struct fg_listen_arg){w, i, (int)p};
+        w->listen_args[i] = (struct fg_listen_arg){.w = w, .index = i, .port = (int)p};
         w->listeners[i] = evconnlistener_new(w->base, fg_conn_accept, &w->listen_args[i],
                                              LEV_OPT_CLOSE_ON_FREE, 0, fds[i]);
         if (w->listeners[i] == NULL)
             return -1;
+        evconnlistener_set_error_cb(w->listeners[i], accept_error);
+        w->listen_args[i].resume = evtimer_new(w->base, accept_resume, &w->listen_args[i]);
     }
     pthread_mutex_init(&w->authq_lock, NULL);
     w->mailbox = event_new(w->base, w->mailbox_fd, EV_READ | EV_PERSIST, worker_mailbox, w);
@@ -207,9 +244,12 @@ static void worker_free(struct fg_worker *w)
     fg_conn_close_all(w);
     if (w->base)
         fg_access_log_free(w);
-    for (size_t i = 0; i < w->nlisteners; i++)
+    for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i])
             evconnlistener_free(w->listeners[i]);
+        if (w->listen_args && w->listen_args[i].resume)
+            event_free(w->listen_args[i].resume);
+    }
     free(w->listeners);
     free(w->listen_args);
     fg_pools_free(w);
@@ -234,6 +274,26 @@ static void wake_workers(struct server *srv)
 
 /* ---- control -------------------------------------------------------------- */
 
+/*
+ * A reload never turns authentication off, drops every global authenticator or removes
+ * every workspace: a config file caught half-written (`cat new > frontgate.yaml`
+ * truncates first, and a SIGHUP may land in between) parses as exactly that, and it
+ * would fail open or lock everyone out. Such a change takes a restart. NULL, or why not.
+ */
+static const char *weakens(const struct fg_snapshot *cur, const struct fg_snapshot *s)
+{
+    if (cur->any_authn && !s->any_authn)
+        return "the new configuration uses no authenticator (as a file caught half-written "
+               "does); restart frontgate to turn authentication off";
+    if (cur->nglobal > 0 && s->nglobal == 0)
+        return "the new configuration has no global authenticator (as a file caught "
+               "half-written does); restart frontgate to remove them all";
+    if (fg_index_count(cur->cfg->index) > 0 && fg_index_count(s->cfg->index) == 0)
+        return "the new configuration has no workspace (as a file caught half-written does); "
+               "restart frontgate to remove them all";
+    return NULL;
+}
+
 static void reload(struct server *srv)
 {
     struct fg_errs errs = {0};
@@ -243,6 +303,12 @@ static void reload(struct server *srv)
     if (s && !listeners_equal(s->cfg, cur->cfg)) {
         fg_errs_add(&errs, srv->config_file, 0, 0,
                     "listeners cannot change on reload; restart frontgate to apply them");
+        fg_snapshot_unref(s);
+        s = NULL;
+    }
+    const char *why = s ? weakens(cur, s) : NULL;
+    if (why) {
+        fg_errs_add(&errs, srv->config_file, 0, 0, "%s", why);
         fg_snapshot_unref(s);
         s = NULL;
     }

@@ -26,8 +26,9 @@ struct fg_pool {
 
 struct fg_listen_arg {
     struct fg_worker *w;
-    size_t index; /* into the snapshot's listeners */
-    int port;     /* as bound, for X-Forwarded-Port */
+    size_t index;         /* into the snapshot's listeners */
+    int port;             /* as bound, for X-Forwarded-Port */
+    struct event *resume; /* re-enables accepting after the process ran out of descriptors */
 };
 
 struct fg_worker {

@@ -495,8 +495,8 @@ def test_mint_key_must_be_rs256_or_es256(tmp_path):
         cfg.write_text(lake_config("http://127.0.0.1:1", identity="mint", mint={
             "issuer": "http://127.0.0.1:1/mint", "keyFile": "mint.pem", "audience": "lakekeeper"})
         )
-        (tmp_path / "keys.txt").write_text("")
-        (tmp_path / "other-keys.txt").write_text("")
+        (tmp_path / "keys.txt").write_text("# no keys\n")
+        (tmp_path / "other-keys.txt").write_text("# no keys\n")
         p = subprocess.run([FRONTGATE_BIN, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
         assert p.returncode == 1, p.stdout + p.stderr
         out = p.stdout + p.stderr
