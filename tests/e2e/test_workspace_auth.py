@@ -451,21 +451,8 @@ def test_cached_review_is_scoped_per_request_not_per_cache_entry(wenv):
         {"username": "alice", "groups": ["dev\nX-Remote-Group: admins"]},
         {"username": "alice", "groups": ["dev"], "extra": {"other.example.com/x": ["v\r\nX-Remote-User: root"]}},
         {"username": "alice", "groups": ["dev"], "extra": {"other.example.com/x\ny": ["v"]}},
-    ],
-    ids=["username-crlf", "group-lf", "extra-value-crlf", "extra-key-lf"],
-)
-def test_workspace_identity_with_cr_or_lf_is_401(wenv, user):
-    tok = sa_token()
-    wenv.api.allow(tok, user)
-    r, line = wenv.call(TEAM[0], tok)
-    assert_unauthorized(r)
-    assert log_reason(line) == "identity contains characters not allowed in a header", line
-    assert wenv.shard.snapshot() == []
-
-
-@pytest.mark.parametrize(
-    "user",
-    [
+        # A shard reads " system:admin" as system:admin (RFC 9110 5.5: OWS is not part of a
+        # value): the policy must judge what the shard will read, so such identities fail.
         {"username": " system:admin", "groups": ["dev"]},
         {"username": "system:admin ", "groups": ["dev"]},
         {"username": "\tsystem:admin", "groups": ["dev"]},
@@ -473,12 +460,11 @@ def test_workspace_identity_with_cr_or_lf_is_401(wenv, user):
         {"username": "alice", "groups": ["dev", "system:masters "]},
         {"username": "alice", "groups": ["dev"], "extra": {"other.example.com/x": [" v"]}},
     ],
-    ids=["user-leading-sp", "user-trailing-sp", "user-leading-tab", "group-leading-sp",
-         "group-trailing-sp", "extra-leading-sp"],
+    ids=["username-crlf", "group-lf", "extra-value-crlf", "extra-key-lf", "user-leading-sp",
+         "user-trailing-sp", "user-leading-tab", "group-leading-sp", "group-trailing-sp",
+         "extra-leading-sp"],
 )
-def test_workspace_identity_with_whitespace_at_a_value_end_is_401(wenv, user):
-    """A shard reads " system:admin" as system:admin (RFC 9110 5.5: OWS is not part of a
-    value): the policy must judge what the shard will read, so such identities fail."""
+def test_workspace_identity_not_clean_for_a_header_is_401(wenv, user):
     tok = sa_token()
     wenv.api.allow(tok, user)
     r, line = wenv.call(TEAM[0], tok)
