@@ -8,7 +8,8 @@
  *  - the keys come from the entries in order, each from an entry that is an object with "kty"
  *    RSA, EC or OKP, "use" absent or "sig", "kid" and "alg" absent or strings (kept as given),
  *    and each holds that entry's own material: RSA n and e (n of 2048 bits or more), EC x and y
- *    of the field size on P-256/384/521, Ed25519 x: no key of an unsupported type or curve;
+ *    of the field size on P-256/384/521 (a point on the curve), Ed25519 x: no key of an
+ *    unsupported type or curve;
  *  - fg_keyset_next hands out only keys that fit the algorithm (type, curve, the JWK's alg);
  *  - discovery yields the document's own jwks_uri, only when "issuer" is exactly the
  *    configured one and the URI is https:// or plain http to an exact loopback host.
@@ -76,6 +77,15 @@ static int bn_is(EVP_PKEY *pk, const char *param, const unsigned char *want, lon
     return ok;
 }
 
+/* OpenSSL's own public-key check: an EC point off its curve would verify forged signatures. */
+static int on_curve(EVP_PKEY *pk)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    int ok = ctx != NULL && EVP_PKEY_public_check(ctx) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
 static const char *str_member(const struct fg_json *o, const char *k)
 {
     return fg_json_string(fg_json_get(o, k), NULL);
@@ -129,7 +139,8 @@ static int from_entry(const struct fg_jwk *k, const struct fg_json *e)
                EVP_PKEY_get_base_id(k->pkey) == EVP_PKEY_EC &&
                EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_PUB_KEY, b, sizeof(b),
                                                &plen) == 1 &&
-               plen == (size_t)(1 + 2 * curves[c].field) && memcmp(a, b, plen) == 0;
+               plen == (size_t)(1 + 2 * curves[c].field) && memcmp(a, b, plen) == 0 &&
+               on_curve(k->pkey);
     }
     if (strcmp(kty, "OKP") == 0) {
         const char *crv = str_member(e, "crv"), *x = str_member(e, "x");
