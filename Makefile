@@ -1,20 +1,35 @@
-# frontgate's front door. Every target installs what is missing first (Debian 12).
-#   make demo    build and run `frontgate demo`
-#   make test    build (normal and ASan+UBSan) and run every test
+# frontgate's targets. Every target installs what is missing first (Debian 12); on a machine
+# without make, `./dev TARGET` installs make and then runs the target.
+#   make demo    build and run `frontgate demo` (ARGS="--listen 127.0.0.1:18080 --tls-listen ...")
+#   make install build and install frontgate into $(PREFIX)/bin (PREFIX=/usr/local)
+#   make test    build (normal, ASan+UBSan, TSan) and run every test
 #   make bench   run the side-by-side benchmark against nginx and HAProxy
 #   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own
 #   make soak    SOAK_SECONDS (600) of mixed traffic and reloads; RSS and fds must stay flat
-.PHONY: all build demo test test-quick bench bench-jwt fuzz check-format format clean
+.PHONY: all build demo install uninstall test test-quick bench bench-jwt fuzz check-format format clean
+
+PREFIX ?= /usr/local
+ARGS ?=
 
 all: build
 
+# meson's setup output is shown only when it fails
 build:
 	@.ci/install-deps build
-	@[ -f build/build.ninja ] || meson setup build >/dev/null
+	@[ -f build/build.ninja ] || meson setup build --prefix "$(PREFIX)" >build-setup.log 2>&1 || \
+	  { cat build-setup.log; rm -rf build; echo "make: meson setup failed (above)" >&2; exit 1; }
 	@ninja -C build
 
 demo: build
-	./build/frontgate demo
+	@.ci/install-deps demo
+	./build/frontgate demo $(ARGS)
+
+install: build
+	DESTDIR="$(DESTDIR)" meson install -C build --no-rebuild --quiet
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/frontgate"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/frontgate"
 
 test:
 	@.ci/install-deps test
@@ -39,7 +54,7 @@ check-format:
 	clang-format --dry-run --Werror gateway/*.[ch] auth/*.[ch] config/*.[ch]
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-tsan build-fuzz build-setup.log
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target, seeded from tests/fuzz/corpus/<t>, what
 # they find kept in build-fuzz/corpus/<t>. The targets are tests/fuzz/targets (FUZZ_TARGETS="jwks
