@@ -21,6 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 FRONTGATE_BIN = os.environ.get("FRONTGATE_BIN", "/work/main/build/frontgate")
+# FG_E2E_WORKERS=N starts every frontgate with N worker threads whatever its config says
+# (tests/run's ThreadSanitizer step: more workers, more interleavings).
+E2E_WORKERS = os.environ.get("FG_E2E_WORKERS")
 
 UNAUTHORIZED_BODY = (
     b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
@@ -466,6 +469,8 @@ class Frontgate:
         self.config_path = os.path.join(self.dir, "frontgate.yaml")
         for name, text in (files or {}).items():
             self.write(name, text)
+        if E2E_WORKERS:
+            config_text = re.sub(r"(?m)^workers: \d+$", "workers: " + E2E_WORKERS, config_text)
         self.write("frontgate.yaml", config_text)
         self.proc = None
         self._lines = []

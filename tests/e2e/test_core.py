@@ -237,6 +237,7 @@ def test_health_endpoints_need_no_auth(env):
 
 
 
+@pytest.mark.concurrency
 def test_access_log_lines_stay_whole_and_complete_under_concurrency(env):
     """Access lines are batched per worker (one write per loop pass, whole lines of at most
     PIPE_BUF bytes): with 2 workers and 8 keep-alive clients, every request is logged exactly

@@ -395,6 +395,7 @@ def mint_lake(lake_factory, catalog_factory):
     return start
 
 
+@pytest.mark.concurrency
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
 def test_mint_catalog_verifies_minted_jwt_against_frontgates_jwks(mint_lake, alg):
     lake = mint_lake(alg)

@@ -625,6 +625,7 @@ def test_untrusted_idp_certificate_keeps_frontgate_not_ready(oidc, pki, idp_fact
 # 2. key rotation
 
 
+@pytest.mark.concurrency
 def test_key_rotation_is_picked_up_on_first_token(oidc):
     env = oidc()
     idp = env.idp
@@ -652,6 +653,7 @@ def test_key_rotation_is_picked_up_on_first_token(oidc):
 # 3. and 4. the IdP down at start, and after start
 
 
+@pytest.mark.concurrency
 def test_idp_down_at_start_then_recovers(oidc, idp_factory):
     idp = idp_factory(down=True)
     env = oidc(idp=idp, wait_ready=False)
@@ -680,6 +682,7 @@ def test_require_ready_false_keeps_readyz_up_while_idp_down(oidc, pki, idp_facto
     env.unauthorized(idp.mint(), "the issuer's signing keys are not available yet")
 
 
+@pytest.mark.concurrency
 def test_idp_down_after_start_keeps_keys(oidc, local_key):
     env = oidc()
     idp = env.idp
@@ -700,6 +703,7 @@ def test_idp_down_after_start_keeps_keys(oidc, local_key):
     assert idp.counts()["jwks"] == jwks  # the IdP saw none of it
 
 
+@pytest.mark.concurrency
 def test_sigterm_after_oidc_traffic_exits_cleanly(oidc, local_key):
     """
     SIGTERM with a key refresh and a fetch retry pending: exit status 0 and nothing from
@@ -723,6 +727,7 @@ def test_sigterm_after_oidc_traffic_exits_cleanly(oidc, local_key):
 # 5. a flood of unknown kids
 
 
+@pytest.mark.concurrency
 def test_random_kid_flood_makes_few_jwks_fetches(oidc):
     env = oidc()
     idp = env.idp
@@ -914,6 +919,7 @@ def test_bad_token_is_401_with_specific_reason(case, oidc, pki, idp_factory, loc
 # 7. the verified-token cache
 
 
+@pytest.mark.concurrency
 def test_verified_token_cache_and_reload(oidc):
     """
     What is observed (and pinned here):
@@ -956,6 +962,7 @@ def test_verified_token_cache_and_reload(oidc):
     env.unauthorized(t1, "the signing key is not in the issuer's key set")  # cache flushed
 
 
+@pytest.mark.concurrency
 def test_keepalive_connection_reuse_is_bounded_by_expiry_and_reload(oidc):
     """
     A connection that presents the same token again is answered from a per-connection
@@ -1010,6 +1017,7 @@ def test_keepalive_connection_reuse_is_bounded_by_expiry_and_reload(oidc):
         conn.close()
 
 
+@pytest.mark.concurrency
 def test_sighup_under_oidc_traffic_has_no_401(oidc):
     env = oidc()
     idp = env.idp

@@ -34,6 +34,7 @@ def status(port, key, path=f"/clusters/{WS_PATH}/api"):
 # SIGHUP
 
 
+@pytest.mark.concurrency
 def test_sighup_rotates_keys(env):
     old, new = env.alice, new_key()
     assert status(env.port, old) == 200
@@ -67,6 +68,7 @@ BAD_KEY_FILES = {
 }
 
 
+@pytest.mark.concurrency
 @pytest.mark.parametrize("case", list(BAD_KEY_FILES), ids=list(BAD_KEY_FILES))
 def test_sighup_malformed_key_file_keeps_old_keys(env, case):
     text, line, col = BAD_KEY_FILES[case]
@@ -90,6 +92,7 @@ def test_sighup_malformed_key_file_keeps_old_keys(env, case):
     assert status(env.port, env.alice) == 401
 
 
+@pytest.mark.concurrency
 def test_sighup_missing_key_file_keeps_old_keys(env):
     os.remove(env.fg.path("keys.txt"))
     start = env.fg.nlines()
@@ -98,6 +101,7 @@ def test_sighup_missing_key_file_keeps_old_keys(env):
     assert status(env.port, env.alice) == 200
 
 
+@pytest.mark.concurrency
 def test_sighup_bad_config_keeps_serving_and_names_the_line(env):
     cfg = open(env.fg.config_path).read()
     lines = cfg.splitlines()
@@ -110,6 +114,7 @@ def test_sighup_bad_config_keeps_serving_and_names_the_line(env):
     assert status(env.port, env.alice) == 200
 
 
+@pytest.mark.concurrency
 def test_request_loop_survives_20_sighups(env):
     stop = threading.Event()
     results = {"ok": 0, "fail": []}
@@ -172,6 +177,7 @@ def test_request_loop_survives_20_sighups(env):
 # SIGTERM and health
 
 
+@pytest.mark.concurrency
 def test_sigterm_finishes_in_flight_request_then_exits_0(env):
     out = {}
 

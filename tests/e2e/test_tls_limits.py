@@ -203,6 +203,7 @@ def listener_cert_serial(port, ca_file):
             return s.getpeercert()["serialNumber"]
 
 
+@pytest.mark.concurrency
 def test_tls_listener_certificate_rotates_on_sighup(pki, frontgate_factory, shard):
     ca, d = pki
     crt, key = ca.write_leaf(d, "tls1", cn="frontgate")
@@ -309,6 +310,7 @@ def test_a_long_response_is_not_cut_by_the_timeouts(frontgate_factory, shard):
     s.close()
 
 
+@pytest.mark.concurrency
 def test_max_connections_refuses_the_next_one(frontgate_factory, shard):
     fg = frontgate_factory(limits_config(shard.url, "  maxConnections: 3"))
     held = [socket.create_connection(("127.0.0.1", fg.port)) for _ in range(3)]

@@ -158,6 +158,7 @@ def test_dropgroups_empty_keeps_system_groups_of_a_reviewed_identity(shard, apis
     ), rec.headers
 
 
+@pytest.mark.concurrency
 def test_thousand_concurrent_requests_cause_one_review(tr, shard):
     """1,000 requests with one fresh token, all in flight while the review is pending."""
     fg, api, _ = tr
@@ -206,6 +207,7 @@ def test_thousand_concurrent_requests_cause_one_review(tr, shard):
     assert_not_logged(fg, tok)
 
 
+@pytest.mark.concurrency
 def test_concurrent_requests_with_a_refused_token_cause_one_review(tr, shard):
     fg, api, _ = tr
     tok = sa_token("ns", "refused")  # unknown to the API server
@@ -224,6 +226,7 @@ def test_concurrent_requests_with_a_refused_token_cause_one_review(tr, shard):
     assert shard.snapshot() == []
 
 
+@pytest.mark.concurrency
 def test_hung_api_server_is_401_within_the_timeout(shard, apiserver_factory, frontgate_factory, tls_ca):
     caller = new_caller()
     api = apiserver_factory(callers={caller})
@@ -246,6 +249,7 @@ def test_hung_api_server_is_401_within_the_timeout(shard, apiserver_factory, fro
 # caching
 
 
+@pytest.mark.concurrency
 def test_positive_result_is_cached(tr):
     fg, api, _ = tr
     a, b = sa_token("ns", "a"), sa_token("ns", "b")
@@ -260,6 +264,7 @@ def test_positive_result_is_cached(tr):
     assert api.calls(b) == 1 and api.calls() == 2
 
 
+@pytest.mark.concurrency
 def test_refusal_is_cached_for_negative_cache_ttl(shard, apiserver_factory, frontgate_factory, tls_ca):
     caller = new_caller()
     api = apiserver_factory(callers={caller})
@@ -286,6 +291,7 @@ def test_refusal_is_cached_for_negative_cache_ttl(shard, apiserver_factory, fron
     assert_not_logged(fg, tok)
 
 
+@pytest.mark.concurrency
 def test_server_down_new_tokens_401_cached_ones_work_until_ttl(shard, apiserver_factory,
                                                                frontgate_factory, tls_ca):
     caller = new_caller()
@@ -458,6 +464,7 @@ def test_issuers_filter_what_is_sent_to_the_api_server(shard, apiserver_factory,
 # frontgate's own credential
 
 
+@pytest.mark.concurrency
 def test_caller_token_file_is_reread_when_it_changes(shard, apiserver_factory, frontgate_factory, tls_ca):
     first, second = new_caller(), new_caller()
     api = apiserver_factory(callers={first})

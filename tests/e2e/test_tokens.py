@@ -219,6 +219,7 @@ def test_missing_grant_type_is_invalid_request(lake, body):
     assert_secrets_hidden(lake, lake.alice)
 
 
+@pytest.mark.concurrency
 def test_token_endpoint_follows_key_file_reloads(lake):
     form = "grant_type=client_credentials&scope=catalog"
     assert_token_answer(post_token(lake.port, form, basic=("bob", lake.bob)), lake.bob)

@@ -428,6 +428,7 @@ def test_workspace_identity_groups_and_extras_are_filtered(wenv):
     assert_not_logged(wenv.fg, tok, wenv.caller)
 
 
+@pytest.mark.concurrency
 def test_cached_review_is_scoped_per_request_not_per_cache_entry(wenv):
     """One review, two workspaces of the same type: each request gets its own cluster scope."""
     tok = sa_token()
