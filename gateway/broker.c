@@ -18,6 +18,7 @@
 #include "../config/base.h"
 #include "../config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -145,10 +146,16 @@ static const char usage[] =
     "credentials are accepted and ignored. GET /healthz is 200 while PATH is readable.\n"
     "Only loopback addresses are accepted: the token is handed to anyone who can connect.\n";
 
+/* A numeric loopback address or "localhost": "127.evil.example" is a name, resolved at bind. */
 static int loopback(const char *host)
 {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-           strcmp(host, "localhost") == 0;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return strcmp(host, "localhost") == 0;
 }
 
 int fg_broker_main(int argc, char **argv)
