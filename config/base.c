@@ -276,8 +276,8 @@ int fg_parse_duration_ms(const char *s, uint64_t *out_ms)
         if (fg_parse_u64(s + start, i - start, UINT64_MAX / 3600000ULL, &v) != 0)
             return -1;
         uint64_t mul;
-        if (i == n && start == 0) {
-            mul = 1000; /* a bare number means seconds */
+        if (i == n && start == 0 && v == 0) {
+            mul = 1; /* "0" needs no unit (as in Go) */
         } else if (i + 2 <= n && s[i] == 'm' && s[i + 1] == 's') {
             mul = 1, i += 2;
         } else if (i < n && s[i] == 's') {

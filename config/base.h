@@ -66,7 +66,10 @@ int fg_url_is_loopback_http(const char *url);
 
 /* Parses an unsigned decimal integer in s[0..n): 0 on success, -1 on junk or overflow past max. */
 int fg_parse_u64(const char *s, size_t n, uint64_t max, uint64_t *out);
-/* Parses "250ms", "10s", "5m", "2h", "1h30m" or a bare number of seconds into milliseconds. */
+/*
+ * Parses "250ms", "10s", "5m", "2h", "1h30m" (or "0") into milliseconds. A number without a unit
+ * is refused: "timeout: 5" could mean seconds or milliseconds.
+ */
 int fg_parse_duration_ms(const char *s, uint64_t *out_ms);
 /* Parses "65536", "64Ki", "1Mi", "2Gi" (also k/M/G as powers of 1000) into bytes. */
 int fg_parse_size(const char *s, uint64_t *out);

@@ -104,7 +104,13 @@ int fg_rd_duration(struct fg_rd *r, struct fg_ynode *map, const char *key, uint6
     if (p == NULL || fg_yaml_is_null(p->val))
         return 0;
     uint64_t v;
-    if (p->val->kind != FG_Y_SCALAR || fg_parse_duration_ms(p->val->str, &v) != 0) {
+    const char *s = p->val->str;
+    if (p->val->kind == FG_Y_SCALAR && p->val->len > 0 && strspn(s, "0123456789") == p->val->len &&
+        fg_parse_duration_ms(s, &v) != 0) {
+        fg_rd_err(r, p->val, "\"%s\": duration needs a unit (ms, s, m, h), such as %ss", key, s);
+        return -1;
+    }
+    if (p->val->kind != FG_Y_SCALAR || fg_parse_duration_ms(s, &v) != 0) {
         fg_rd_err(r, p->val, "\"%s\" must be a duration such as 500ms, 10s, 5m or 1h", key);
         return -1;
     }

@@ -62,11 +62,13 @@ static void duration_compound(void)
     CHECK(dur("1h1m1s1ms", &v) == 0 && v == 3661001);
 }
 
-/* A bare number is seconds, as in many kube flags. */
+/* A number needs a unit ("timeout: 5": seconds or milliseconds?); only 0 does not, as in Go. */
 static void duration_bare_seconds(void)
 {
     uint64_t v;
-    CHECK(dur("10", &v) == 0 && v == 10000);
+    CHECK(dur("10", &v) == -1);
+    CHECK(dur("1", &v) == -1);
+    CHECK(dur("00", &v) == 0 && v == 0);
     CHECK(dur("0", &v) == 0 && v == 0);
 }
 
