@@ -95,9 +95,9 @@ static int canonical_jwk(EVP_PKEY *key, int es256, struct fg_buf *b)
 
 static const char *load_key(struct fg_mint *m, const char *path)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fg_file_check(path) == 0 ? fopen(path, "r") : NULL;
     if (f == NULL)
-        return strerror(errno);
+        return fg_file_reason(errno);
     m->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
     if (m->key == NULL)
@@ -179,7 +179,7 @@ struct fg_mint *fg_mint_new(const char *issuer, const char *audience, uint64_t t
     if (why == NULL && canonical_jwk(m->key, m->es256, &canon) != 0)
         why = "cannot read the public key";
     if (why) {
-        fg_errs_add(errs, file, line, col, "mint.keyFile \"%s\": %s", key_file, why);
+        fg_errs_add(errs, file, line, col, "%s: cannot load mint.keyFile: %s", key_file, why);
         fg_buf_free(&canon);
         fg_mint_free(m);
         return NULL;

@@ -258,21 +258,21 @@ struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, si
     return ks;
 }
 
-struct fg_statickeys *fg_statickeys_load(const char *path, const char *username_prefix,
-                                         const char *authn_name, struct fg_errs *errs)
+struct fg_statickeys *fg_statickeys_load(const char *path, const struct fg_mark *named_at,
+                                         const char *username_prefix, const char *authn_name,
+                                         struct fg_errs *errs)
 {
     size_t len;
     char *text = fg_read_file(path, &len);
     if (text == NULL) {
-        fg_errs_add(errs, path, 0, 0, "cannot read key file: %s", strerror(errno));
+        fg_cfg_file_err(errs, named_at, path, "cannot read key file", fg_file_reason(errno));
         return NULL;
     }
     struct fg_statickeys *ks = NULL;
     if (len == 0)
         /* `cat new > keys.txt` truncates first: a reload in between must not revoke every key */
-        fg_errs_add(errs, path, 0, 0,
-                    "key file is empty (as a file being rewritten is); to admit no key, keep a "
-                    "comment line in it");
+        fg_cfg_file_err(errs, named_at, path, "key file is empty",
+                        "a file being rewritten is; to admit no key, keep a comment line in it");
     else
         ks = fg_statickeys_parse(path, text, len, username_prefix, authn_name, errs);
     OPENSSL_cleanse(text, len);

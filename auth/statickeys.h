@@ -23,9 +23,14 @@ struct fg_statickeys;
 struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, size_t len,
                                           const char *username_prefix, const char *authn_name,
                                           struct fg_errs *errs);
-/* Reads and parses a key file. */
-struct fg_statickeys *fg_statickeys_load(const char *path, const char *username_prefix,
-                                         const char *authn_name, struct fg_errs *errs);
+/*
+ * Reads and parses a key file. named_at (or NULL) is where the config names it: a file that
+ * cannot be read is reported there, with the reason ("no such file or directory", ...).
+ */
+struct fg_mark;
+struct fg_statickeys *fg_statickeys_load(const char *path, const struct fg_mark *named_at,
+                                         const char *username_prefix, const char *authn_name,
+                                         struct fg_errs *errs);
 void fg_statickeys_free(struct fg_statickeys *ks);
 size_t fg_statickeys_count(const struct fg_statickeys *ks);
 

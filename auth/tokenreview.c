@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,19 +482,41 @@ static SSL_CTX *make_tls(const struct fg_tokenreview_cfg *cfg, const char *dir,
     char *ca = cfg->ca_file ? resolve(dir, cfg->ca_file) : NULL;
     char *cert = cfg->client_cert_file ? resolve(dir, cfg->client_cert_file) : NULL;
     char *key = cfg->client_key_file ? resolve(dir, cfg->client_key_file) : NULL;
-    int ok = ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) == 1
-                : SSL_CTX_set_default_verify_paths(ctx) == 1;
-    if (!ok)
-        fg_errs_add(errs, m->file, m->line, m->col, "tokenReview: cannot load caFile \"%s\"",
-                    ca ? ca : "(system roots)");
-    if (ok && cert) {
-        ok = SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 &&
-             SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 &&
-             SSL_CTX_check_private_key(ctx) == 1;
-        if (!ok)
+    int ok = 1;
+    if (ca && fg_file_check(ca) != 0) {
+        fg_cfg_file_err(errs, &cfg->ca_mark, ca, "cannot load tokenReview caFile",
+                        fg_file_reason(errno));
+        ok = 0;
+    } else if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1
+                  : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        if (ca)
+            fg_cfg_file_err(errs, &cfg->ca_mark, ca, "cannot load tokenReview caFile",
+                            "not a PEM certificate");
+        else
             fg_errs_add(errs, m->file, m->line, m->col,
-                        "tokenReview: cannot load clientCertFile/clientKeyFile \"%s\"", cert);
+                        "tokenReview: cannot load the system CA store");
+        ok = 0;
     }
+    if (ok && cert && fg_file_check(cert) != 0) {
+        fg_cfg_file_err(errs, &cfg->client_cert_mark, cert,
+                        "cannot load tokenReview clientCertFile", fg_file_reason(errno));
+        ok = 0;
+    } else if (ok && cert && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        fg_cfg_file_err(errs, &cfg->client_cert_mark, cert,
+                        "cannot load tokenReview clientCertFile", "not a PEM certificate");
+        ok = 0;
+    } else if (ok && key && fg_file_check(key) != 0) {
+        fg_cfg_file_err(errs, &cfg->client_key_mark, key, "cannot load tokenReview clientKeyFile",
+                        fg_file_reason(errno));
+        ok = 0;
+    } else if (ok && key &&
+               (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+                SSL_CTX_check_private_key(ctx) != 1)) {
+        fg_cfg_file_err(errs, &cfg->client_key_mark, key, "cannot load tokenReview clientKeyFile",
+                        "not a PEM private key matching clientCertFile");
+        ok = 0;
+    }
+    ERR_clear_error();
     free(ca);
     free(cert);
     free(key);
@@ -535,9 +558,8 @@ struct fg_authn *fg_tokenreview_new(const char *name, const struct fg_tokenrevie
         size_t len;
         char *probe = fg_read_file(tr->token_path, &len);
         if (probe == NULL)
-            fg_errs_add(errs, mark->file, mark->line, mark->col,
-                        "tokenReview: cannot read tokenFile \"%s\": %s", tr->token_path,
-                        strerror(errno));
+            fg_cfg_file_err(errs, &cfg->token_mark, tr->token_path,
+                            "cannot read tokenReview tokenFile", fg_file_reason(errno));
         else
             OPENSSL_cleanse(probe, len);
         free(probe);

@@ -7,6 +7,7 @@
 #include "jwtcfg.h"
 #include "reader.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +26,7 @@ static void read_static_keys(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_a
     if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "staticKeys") != 0)
         return;
     a->kind = FG_AUTHN_STATIC_KEYS;
-    a->static_keys.file = fg_rd_dup(fg_rd_str(&r->rd, n, "file", 1, "staticKeys"));
+    a->static_keys.file = fg_cfg_file(r, n, "file", 1, "staticKeys", &a->static_keys.file_mark);
     a->static_keys.username_prefix =
         fg_rd_dup(fg_rd_str(&r->rd, n, "usernamePrefix", 0, "staticKeys"));
     fg_rd_unknown(&r->rd, n, "staticKeys", "file, usernamePrefix");
@@ -74,10 +75,10 @@ static void read_token_review(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_
         free(probe.hostport);
         free(probe.base_path);
     }
-    t->ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "caFile", 0, s));
-    t->token_file = fg_rd_dup(fg_rd_str(&r->rd, n, "tokenFile", 0, s));
-    t->client_cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCertFile", 0, s));
-    t->client_key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientKeyFile", 0, s));
+    t->ca_file = fg_cfg_file(r, n, "caFile", 0, s, &t->ca_mark);
+    t->token_file = fg_cfg_file(r, n, "tokenFile", 0, s, &t->token_mark);
+    t->client_cert_file = fg_cfg_file(r, n, "clientCertFile", 0, s, &t->client_cert_mark);
+    t->client_key_file = fg_cfg_file(r, n, "clientKeyFile", 0, s, &t->client_key_mark);
     if (!t->client_cert_file != !t->client_key_file)
         fg_rd_err(&r->rd, n, "tokenReview: clientCertFile and clientKeyFile go together");
     if (t->token_file && t->client_cert_file)
@@ -101,7 +102,10 @@ static void read_authn_file(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_au
         return;
     }
     char *path = fg_config_path(r->cfg, n->str);
-    if (fg_jwtcfg_read_file(path, r->rd.errs, &a->jwts, &a->njwts) == 0 && a->njwts == 0)
+    if (fg_file_check(path) != 0)
+        fg_rd_err(&r->rd, n, "%s: cannot read authenticationConfigurationFile: %s", path,
+                  fg_file_reason(errno));
+    else if (fg_jwtcfg_read_file(path, r->rd.errs, &a->jwts, &a->njwts) == 0 && a->njwts == 0)
         fg_rd_err(&r->rd, n, "%s has no jwt authenticators", path);
     free(path);
 }

@@ -14,6 +14,9 @@ struct fg_cfgrd {
 };
 
 struct fg_mark fg_cfg_mark(struct fg_cfgrd *r, const struct fg_ynode *n);
+/* fg_rd_str for a file name (copied, or NULL); *m is where the name is written. */
+char *fg_cfg_file(struct fg_cfgrd *r, struct fg_ynode *map, const char *key, int required,
+                  const char *section, struct fg_mark *m);
 /* Splits an http(s) URL into s's scheme, host, port, hostport and base path. */
 int fg_cfg_parse_url(const char *url, struct fg_shard_cfg *s, const char **why);
 /* Name lookups: 0 with *out, or -1. */

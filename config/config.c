@@ -17,6 +17,15 @@ struct fg_mark fg_cfg_mark(struct fg_cfgrd *r, const struct fg_ynode *n)
     return (struct fg_mark){r->cfg->file, n->line, n->col};
 }
 
+char *fg_cfg_file(struct fg_cfgrd *r, struct fg_ynode *map, const char *key, int required,
+                  const char *section, struct fg_mark *m)
+{
+    const char *s = fg_rd_str(&r->rd, map, key, required, section);
+    if (s != NULL)
+        *m = fg_cfg_mark(r, fg_yaml_get(map, key)->val);
+    return fg_rd_dup(s);
+}
+
 /* ---- listeners ---------------------------------------------------------- */
 
 static int split_hostport(const char *addr, char **host, char **port)
@@ -59,9 +68,9 @@ static void read_tls(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_tls_cfg *
 {
     if (fg_rd_expect(&r->rd, n, FG_Y_MAP, section) != 0)
         return;
-    t->cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "certFile", 1, section));
-    t->key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "keyFile", 1, section));
-    t->client_ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCAFile", 0, section));
+    t->cert_file = fg_cfg_file(r, n, "certFile", 1, section, &t->cert_mark);
+    t->key_file = fg_cfg_file(r, n, "keyFile", 1, section, &t->key_mark);
+    t->client_ca_file = fg_cfg_file(r, n, "clientCAFile", 0, section, &t->client_ca_mark);
     fg_rd_unknown(&r->rd, n, section, "certFile, keyFile, clientCAFile");
 }
 
@@ -193,7 +202,7 @@ static void read_mint(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_cf
         free(probe.hostport);
         free(probe.base_path);
     }
-    m->key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "keyFile", 1, sec));
+    m->key_file = fg_cfg_file(r, n, "keyFile", 1, sec, &m->key_mark);
     m->audience = fg_rd_dup(fg_rd_str(&r->rd, n, "audience", 1, sec));
     uint64_t ms;
     fg_rd_duration(&r->rd, n, "ttl", 300000, 10000, 86400000, &ms);
@@ -224,9 +233,9 @@ static void read_shards(struct fg_cfgrd *r, struct fg_ynode *root)
             if (fg_cfg_parse_url(url, s, &why) != 0)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "shard url \"%s\" %s", url, why);
         }
-        s->ca_file = fg_rd_dup(fg_rd_str(&r->rd, n, "caFile", 0, "shard"));
-        s->client_cert_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientCertFile", 0, "shard"));
-        s->client_key_file = fg_rd_dup(fg_rd_str(&r->rd, n, "clientKeyFile", 0, "shard"));
+        s->ca_file = fg_cfg_file(r, n, "caFile", 0, "shard", &s->ca_mark);
+        s->client_cert_file = fg_cfg_file(r, n, "clientCertFile", 0, "shard", &s->client_cert_mark);
+        s->client_key_file = fg_cfg_file(r, n, "clientKeyFile", 0, "shard", &s->client_key_mark);
         s->server_name = fg_rd_dup(fg_rd_str(&r->rd, n, "serverName", 0, "shard"));
         if (!s->client_cert_file != !s->client_key_file)
             fg_rd_err(&r->rd, n, "shard \"%s\": clientCertFile and clientKeyFile go together",
@@ -529,9 +538,7 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     read_limits(&r, root);
     read_log(&r, root);
     fg_cfg_read_workspaces(&r, root);
-    const char *ixf = fg_rd_str(&r.rd, root, "indexFile", 0, "config");
-    if (ixf)
-        cfg->index_file = fg_strdup(ixf);
+    cfg->index_file = fg_cfg_file(&r, root, "indexFile", 0, "config", &cfg->index_mark);
     fg_rd_unknown(&r.rd, root, "the config",
                   "workers, listeners, shards, routes, workspaces, indexFile, authenticators, "
                   "authentication, workspaceTypes, limits, log");
@@ -558,16 +565,22 @@ char *fg_read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        errno = EISDIR;
+        return NULL;
+    }
     struct fg_buf b = {0};
     char tmp[65536];
     size_t n;
     while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
         fg_buf_add(&b, tmp, n);
-    int bad = ferror(f);
+    int bad = ferror(f), err = errno;
     fclose(f);
     if (bad) {
         fg_buf_free(&b);
-        errno = EIO;
+        errno = err ? err : EIO;
         return NULL;
     }
     if (len)
@@ -575,12 +588,62 @@ char *fg_read_file(const char *path, size_t *len)
     return fg_buf_take(&b);
 }
 
+const char *fg_file_reason(int err)
+{
+    switch (err) {
+    case ENOENT:
+        return "no such file or directory";
+    case EACCES:
+        return "permission denied";
+    case EISDIR:
+        return "is a directory";
+    case ENOTDIR:
+        return "a component of the path is not a directory";
+    default:
+        return strerror(err);
+    }
+}
+
+int fg_file_check(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    struct stat st;
+    int rc = fstat(fileno(f), &st);
+    fclose(f);
+    if (rc == 0 && S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
+        rc = -1;
+    }
+    return rc;
+}
+
+void fg_cfg_file_err(struct fg_errs *errs, const struct fg_mark *m, const char *path,
+                     const char *what, const char *why)
+{
+    if (m != NULL && m->line > 0)
+        fg_errs_add(errs, m->file, m->line, m->col, "%s: %s: %s", path, what, why);
+    else
+        fg_errs_add(errs, path, 0, 0, "%s: %s", what, why);
+}
+
 struct fg_config *fg_config_load(const char *file, struct fg_errs *errs)
 {
     size_t len;
     char *text = fg_read_file(file, &len);
+    if (text == NULL && errno == EISDIR) {
+        size_t n = strlen(file);
+        while (n > 0 && file[n - 1] == '/')
+            n--;
+        fg_errs_add(errs, file, 0, 0,
+                    "cannot read config: is a directory (-c takes the config file itself, such "
+                    "as %.*s/frontgate.yaml)",
+                    (int)n, file);
+        return NULL;
+    }
     if (text == NULL) {
-        fg_errs_add(errs, file, 0, 0, "cannot read config: %s", strerror(errno));
+        fg_errs_add(errs, file, 0, 0, "cannot read config: %s", fg_file_reason(errno));
         return NULL;
     }
     struct fg_config *cfg = fg_config_parse(file, text, len, errs);

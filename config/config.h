@@ -27,6 +27,7 @@ struct fg_tls_cfg {
     char *cert_file;
     char *key_file;
     char *client_ca_file; /* optional: request (not require) client certificates */
+    struct fg_mark cert_mark, key_mark, client_ca_mark; /* where each file is named */
 };
 
 struct fg_listener_cfg {
@@ -50,6 +51,7 @@ struct fg_mint_cfg {
     char *key_file; /* PEM private key: RSA (RS256) or EC P-256 (ES256) */
     char *audience;
     uint64_t ttl_s;
+    struct fg_mark key_mark;
 };
 
 struct fg_shard_cfg {
@@ -67,6 +69,7 @@ struct fg_shard_cfg {
     enum fg_identity_mode identity;
     struct fg_mint_cfg *mint; /* FG_IDENTITY_MINT */
     struct fg_mark mark;
+    struct fg_mark ca_mark, client_cert_mark, client_key_mark; /* where each file is named */
 };
 
 enum fg_route_kind {
@@ -118,6 +121,7 @@ struct fg_tokenreview_cfg {
     uint64_t cache_ttl_ms;
     uint64_t negative_cache_ttl_ms;
     uint64_t timeout_ms;
+    struct fg_mark ca_mark, token_mark, client_cert_mark, client_key_mark;
 };
 
 struct fg_jwt_cfg;
@@ -128,6 +132,7 @@ struct fg_authn_cfg {
     struct {
         char *file;
         char *username_prefix;
+        struct fg_mark file_mark; /* where `file:` names it */
     } static_keys;
     struct fg_jwt_cfg **jwts; /* FG_AUTHN_JWT: one authenticator per entry, tried in order */
     size_t njwts;
@@ -180,6 +185,7 @@ struct fg_config {
 
     struct fg_index *index;
     char *index_file;
+    struct fg_mark index_mark; /* where `indexFile:` names it (line 0 when not from YAML) */
 
     struct fg_limits limits;
     int log_level;  /* enum fg_log_level */
@@ -196,8 +202,25 @@ void fg_config_free(struct fg_config *cfg);
 /* Resolves a path named by the config against its directory (caller frees). */
 char *fg_config_path(const struct fg_config *cfg, const char *path);
 
-/* Reads a whole file into a NUL-terminated buffer; NULL with errno set on failure. */
+/*
+ * Reads a whole file into a NUL-terminated buffer; NULL with errno set on failure (EISDIR for a
+ * directory, which fopen() would have opened).
+ */
 char *fg_read_file(const char *path, size_t *len);
+
+/* Why a file cannot be used, as an operator reads it: "no such file or directory",
+ * "permission denied", "is a directory"; strerror's text for the others. */
+const char *fg_file_reason(int err);
+
+/* 0 when path names a readable file that is not a directory; else -1 with errno set. */
+int fg_file_check(const char *path);
+
+/*
+ * Adds "<m's file:line:col>: <path>: <what>: <why>" to errs: a file the config names (at m)
+ * cannot be used. m with line 0 (not from the config) gives "<path>: <what>: <why>".
+ */
+void fg_cfg_file_err(struct fg_errs *errs, const struct fg_mark *m, const char *path,
+                     const char *what, const char *why);
 
 /* Index file loading, exposed for tests: adds one workspace per line to ix. */
 int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs *errs);

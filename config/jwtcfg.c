@@ -114,10 +114,10 @@ static void read_issuer(struct fg_rd *r, struct fg_ynode *n, struct fg_jwt_cfg *
         j->ca_pem = fg_read_file(path.data, NULL);
         struct fg_ynode *cn = fg_yaml_get(n, "certificateAuthorityFile")->val;
         if (j->ca_pem == NULL)
-            fg_rd_err(r, cn, "cannot read jwt.issuer.certificateAuthorityFile \"%s\": %s",
-                      path.data, strerror(errno));
+            fg_rd_err(r, cn, "%s: cannot read jwt.issuer.certificateAuthorityFile: %s", path.data,
+                      fg_file_reason(errno));
         else if (!pem_has_cert(j->ca_pem))
-            fg_rd_err(r, cn, "jwt.issuer.certificateAuthorityFile \"%s\" holds no PEM certificate",
+            fg_rd_err(r, cn, "%s: jwt.issuer.certificateAuthorityFile: not a PEM certificate",
                       path.data);
         fg_buf_free(&path);
     }
@@ -395,7 +395,7 @@ int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cf
     char *text = fg_read_file(path, &len);
     if (text == NULL) {
         fg_errs_add(errs, path, 0, 0, "cannot read AuthenticationConfiguration: %s",
-                    strerror(errno));
+                    fg_file_reason(errno));
         return -1;
     }
     struct fg_ynode *root = fg_yaml_parse(path, text, len, errs);

@@ -155,7 +155,8 @@ int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs
     char *text = fg_read_file(path, &len);
     size_t before = errs->n;
     if (text == NULL) {
-        fg_errs_add(errs, path, 0, 0, "cannot read index file: %s", strerror(errno));
+        fg_cfg_file_err(errs, &cfg->index_mark, path, "cannot read index file",
+                        fg_file_reason(errno));
         return -1;
     }
     int map[NCOLS + 8];
@@ -169,6 +170,16 @@ int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs
             continue;
         struct field raw[NCOLS + 8];
         size_t nf = split_tabs(line, llen, raw, FG_ARRAY_LEN(raw));
+        const char *sp = nf == 1 && ncols != 1 ? memchr(line, ' ', llen) : NULL;
+        if (sp != NULL) {
+            /* An editor that turned tabs into spaces leaves one long field. */
+            fg_errs_add(errs, path, lineno, (int)(sp - line) + 1,
+                        "columns are separated by tabs, not spaces (the index file is "
+                        "tab-separated)");
+            if (ncols == 0)
+                break;
+            continue;
+        }
         if (ncols == 0) {
             /* The first line names the columns. */
             if (nf > NCOLS) {

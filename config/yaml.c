@@ -62,6 +62,8 @@ void fg_errs_free(struct fg_errs *e)
 struct builder {
     yaml_parser_t parser;
     const char *file;
+    const char *text;
+    size_t len;
     struct fg_errs *errs;
     int failed;
 };
@@ -78,10 +80,34 @@ static struct fg_ynode *node_new(struct builder *b, enum fg_ykind kind, const ya
 
 static struct fg_ynode *parse_node(struct builder *b, yaml_event_t *ev, int depth);
 
+/*
+ * The 1-based column of a tab in the indentation of line (0-based) -- the run of spaces, tabs
+ * and "- " sequence indicators that starts it -- or 0. libyaml's words for it are "found
+ * character that cannot start any token".
+ */
+static int tab_in_indent(const struct builder *b, size_t line)
+{
+    size_t i = 0;
+    for (size_t l = 0; l < line && i < b->len; i++)
+        if (b->text[i] == '\n')
+            l++;
+    for (size_t start = i; i < b->len && strchr(" \t-", b->text[i]) != NULL; i++)
+        if (b->text[i] == '\t')
+            return (int)(i - start) + 1;
+    return 0;
+}
+
 static int next_event(struct builder *b, yaml_event_t *ev)
 {
     if (yaml_parser_parse(&b->parser, ev))
         return 0;
+    int tab = tab_in_indent(b, b->parser.problem_mark.line);
+    b->failed = 1;
+    if (tab > 0) {
+        fg_errs_add(b->errs, b->file, (int)b->parser.problem_mark.line + 1, tab,
+                    "tabs are not allowed for indentation in YAML (use spaces)");
+        return -1;
+    }
     fg_errs_add(b->errs, b->file, (int)b->parser.problem_mark.line + 1,
                 (int)b->parser.problem_mark.column + 1, "invalid YAML: %s%s%s",
                 b->parser.problem ? b->parser.problem : "syntax error",
@@ -222,7 +248,7 @@ static struct fg_ynode *parse_node(struct builder *b, yaml_event_t *ev, int dept
 
 struct fg_ynode *fg_yaml_parse(const char *file, const char *text, size_t len, struct fg_errs *errs)
 {
-    struct builder b = {.file = file, .errs = errs};
+    struct builder b = {.file = file, .text = text, .len = len, .errs = errs};
     struct fg_ynode *root = NULL;
     yaml_event_t ev;
     yaml_parser_initialize(&b.parser);

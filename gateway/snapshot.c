@@ -25,8 +25,8 @@ static struct fg_authn *build_authn(struct fg_snapshot *s, const struct fg_authn
     switch (a->kind) {
     case FG_AUTHN_STATIC_KEYS: {
         char *path = fg_config_path(cfg, a->static_keys.file);
-        struct fg_statickeys *ks =
-            fg_statickeys_load(path, a->static_keys.username_prefix, a->name, errs);
+        struct fg_statickeys *ks = fg_statickeys_load(
+            path, &a->static_keys.file_mark, a->static_keys.username_prefix, a->name, errs);
         free(path);
         return ks ? fg_statickeys_authn(a->name, ks) : NULL;
     }
@@ -60,8 +60,9 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
         if (sh->mint == NULL)
             continue;
         char *key = fg_config_path(cfg, sh->mint->key_file);
-        s->mints[i] = fg_mint_new(sh->mint->issuer, sh->mint->audience, sh->mint->ttl_s, key, errs,
-                                  sh->mark.file, sh->mark.line, sh->mark.col);
+        s->mints[i] =
+            fg_mint_new(sh->mint->issuer, sh->mint->audience, sh->mint->ttl_s, key, errs,
+                        sh->mint->key_mark.file, sh->mint->key_mark.line, sh->mint->key_mark.col);
         free(key);
     }
     s->tokcache = fg_tokcache_new(cfg->token_cache_size, cfg->token_cache_ttl_ms);

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,11 +43,91 @@ const char *fg_tls_bev_error(struct bufferevent *bev)
     return buf;
 }
 
-static int file_err(struct fg_errs *errs, const struct fg_mark *m, const char *what,
+enum file_kind { CERT, KEY, CA };
+
+/*
+ * What OpenSSL's queued errors mean for a file of `kind`, in words (its own text keeps the
+ * library's codes: "error:0480006C:PEM routines::no start line"); clears the queue.
+ */
+static const char *ssl_reason(enum file_kind kind)
+{
+    static __thread char buf[160];
+    unsigned long e, last = 0;
+    int not_pem = 0;
+    while ((e = ERR_get_error()) != 0) {
+        int lib = ERR_GET_LIB(e), reason = ERR_GET_REASON(e);
+        if ((lib == ERR_LIB_PEM && reason == PEM_R_NO_START_LINE) ||
+            (lib == ERR_LIB_SSL && reason == ERR_R_PEM_LIB) ||
+            (lib == ERR_LIB_X509 && reason == X509_R_NO_CERTIFICATE_OR_CRL_FOUND) ||
+            lib == ERR_LIB_OSSL_DECODER)
+            not_pem = 1;
+        if (last == 0)
+            last = e;
+    }
+    if (not_pem || last == 0)
+        return kind == KEY ? "not a PEM private key" : "not a PEM certificate";
+    const char *r = ERR_reason_error_string(last);
+    snprintf(buf, sizeof(buf), "%s", r ? r : "not usable");
+    return buf;
+}
+
+/* 0 when path can be opened; else the OS reason at m. */
+static int readable(struct fg_errs *errs, const struct fg_mark *m, const char *what,
                     const char *path)
 {
-    fg_errs_add(errs, m->file, m->line, m->col, "%s \"%s\": %s", what, path, fg_tls_error());
+    if (fg_file_check(path) == 0)
+        return 0;
+    fg_cfg_file_err(errs, m, path, what, fg_file_reason(errno));
     return -1;
+}
+
+/* A certificate chain and its key into ctx, checked to match; 0, or -1 with the error at the
+ * mark of the file at fault (cert_key, key_key: their config keys, for the message). */
+static int load_pair(SSL_CTX *ctx, const char *cert_key, const char *cert, const struct fg_mark *cm,
+                     const char *key_key, const char *key, const struct fg_mark *km,
+                     struct fg_errs *errs)
+{
+    struct fg_buf what = {0};
+    int rc = -1;
+    fg_buf_printf(&what, "cannot load %s", cert_key);
+    if (readable(errs, cm, what.data, cert) != 0)
+        goto out;
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        fg_cfg_file_err(errs, cm, cert, what.data, ssl_reason(CERT));
+        goto out;
+    }
+    fg_buf_reset(&what);
+    fg_buf_printf(&what, "cannot load %s", key_key);
+    if (readable(errs, km, what.data, key) != 0)
+        goto out;
+    ERR_clear_error();
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        /* OpenSSL reads the key, then compares it with the certificate already loaded. */
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            struct fg_buf why = {0};
+            fg_buf_printf(&why, "key does not match certificate \"%s\"", cert);
+            fg_cfg_file_err(errs, km, key, what.data, why.data);
+            fg_buf_free(&why);
+        } else {
+            fg_cfg_file_err(errs, km, key, what.data, ssl_reason(KEY));
+        }
+        goto out;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        struct fg_buf why = {0};
+        fg_buf_printf(&why, "key does not match certificate \"%s\"", cert);
+        fg_cfg_file_err(errs, km, key, what.data, why.data);
+        fg_buf_free(&why);
+        goto out;
+    }
+    rc = 0;
+out:
+    fg_buf_free(&what);
+    return rc;
 }
 
 static void harden(SSL_CTX *ctx)
@@ -78,19 +159,23 @@ SSL_CTX *fg_tls_server_ctx(const struct fg_config *cfg, const struct fg_listener
     char *ca = l->tls_cfg.client_ca_file ? fg_config_path(cfg, l->tls_cfg.client_ca_file) : NULL;
     int rc = 0;
     harden(ctx);
-    ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
-        rc = file_err(errs, &l->mark, "cannot load listener certFile", cert);
-    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        rc = file_err(errs, &l->mark, "cannot load listener keyFile", key);
-    else if (SSL_CTX_check_private_key(ctx) != 1)
-        rc = file_err(errs, &l->mark, "listener keyFile does not match certFile", key);
+    const struct fg_tls_cfg *t = &l->tls_cfg;
+    rc = load_pair(ctx, "listener certFile", cert, &t->cert_mark, "listener keyFile", key,
+                   &t->key_mark, errs);
     if (rc == 0 && ca) {
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-        if (names == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-            rc = file_err(errs, &l->mark, "cannot load listener clientCAFile", ca);
-            sk_X509_NAME_pop_free(names, X509_NAME_free);
-        } else {
+        ERR_clear_error();
+        STACK_OF(X509_NAME) *names = NULL;
+        if ((rc = readable(errs, &t->client_ca_mark, "cannot load listener clientCAFile", ca)) ==
+            0) {
+            names = SSL_load_client_CA_file(ca);
+            if (names == NULL || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+                fg_cfg_file_err(errs, &t->client_ca_mark, ca, "cannot load listener clientCAFile",
+                                ssl_reason(CA));
+                sk_X509_NAME_pop_free(names, X509_NAME_free);
+                rc = -1;
+            }
+        }
+        if (rc == 0) {
             SSL_CTX_set_client_CA_list(ctx, names);
             /* Ask for a certificate; bearer-token callers need not have one. */
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -118,21 +203,22 @@ SSL_CTX *fg_tls_client_ctx(const struct fg_config *cfg, const struct fg_shard_cf
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (s->ca_file) {
         char *ca = fg_config_path(cfg, s->ca_file);
-        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)
-            rc = file_err(errs, &s->mark, "cannot load shard caFile", ca);
+        rc = readable(errs, &s->ca_mark, "cannot load shard caFile", ca);
+        if (rc == 0 && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+            fg_cfg_file_err(errs, &s->ca_mark, ca, "cannot load shard caFile", ssl_reason(CA));
+            rc = -1;
+        }
         free(ca);
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        rc = file_err(errs, &s->mark, "cannot load the system CA store for shard", s->name);
+        fg_errs_add(errs, s->mark.file, s->mark.line, s->mark.col,
+                    "shard \"%s\": cannot load the system CA store: %s", s->name, ssl_reason(CA));
+        rc = -1;
     }
     if (rc == 0 && s->client_cert_file) {
         char *cert = fg_config_path(cfg, s->client_cert_file);
         char *key = fg_config_path(cfg, s->client_key_file);
-        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
-            rc = file_err(errs, &s->mark, "cannot load shard clientCertFile", cert);
-        else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-            rc = file_err(errs, &s->mark, "cannot load shard clientKeyFile", key);
-        else if (SSL_CTX_check_private_key(ctx) != 1)
-            rc = file_err(errs, &s->mark, "shard clientKeyFile does not match clientCertFile", key);
+        rc = load_pair(ctx, "shard clientCertFile", cert, &s->client_cert_mark,
+                       "shard clientKeyFile", key, &s->client_key_mark, errs);
         free(cert);
         free(key);
     }

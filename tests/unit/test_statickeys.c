@@ -374,12 +374,12 @@ static void load_from_file(void)
         fclose(f);
     }
     struct fg_errs errs = {0};
-    struct fg_statickeys *ks = fg_statickeys_load(path, "u:", "file-keys", &errs);
+    struct fg_statickeys *ks = fg_statickeys_load(path, NULL, "u:", "file-keys", &errs);
     const struct fg_identity *id = ks ? lookup(ks, "abc") : NULL;
     CHECK(id != NULL && strcmp(id->user, "u:k") == 0);
     fg_statickeys_free(ks);
     unlink(path);
-    ks = fg_statickeys_load(path, NULL, "file-keys", &errs);
+    ks = fg_statickeys_load(path, NULL, NULL, "file-keys", &errs);
     CHECK(ks == NULL && errs.n == 1);
     CHECK_CONTAINS(errs.n ? errs.msgs[0] : NULL, path);
     fg_errs_free(&errs);

@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -486,9 +487,35 @@ static void multi_document_refused(void)
 static void yaml_syntax_errors(void)
 {
     REFUSED("listeners: [\n", "t.yaml:2:1: invalid YAML");
-    REFUSED("listeners:\n\t- address: x\n", "t.yaml:2:1: invalid YAML");
+    REFUSED("listeners:\n\t- address: x\n",
+            "t.yaml:2:1: tabs are not allowed for indentation in YAML (use spaces)");
     REFUSED("a: 'unterminated\n", "t.yaml:2:1: invalid YAML");
     REFUSED("[a]: 1\n", "t.yaml:1:1: mapping keys must be scalars");
+}
+
+/* libyaml's words for a tab ("found character that cannot start any token") name no cause. */
+static void yaml_tab_indentation(void)
+{
+    const char *tabs = "tabs are not allowed for indentation in YAML (use spaces)";
+    struct {
+        const char *yaml;
+        const char *at;
+    } cases[] = {
+        {MIN "limits:\n\theaderTimeout: 5s\n", "t.yaml:10:1: "},
+        {MIN "log:\n  level: info\n\taccessLog: true\n", "t.yaml:11:1: "},
+        {"listeners:\n  -\taddress: 127.0.0.1:1\n" S_ R_, "t.yaml:2:4: "},
+        {MIN "limits:\n  \theaderTimeout: 5s\n", "t.yaml:10:3: "},
+    };
+    for (size_t i = 0; i < FG_ARRAY_LEN(cases); i++) {
+        struct fg_buf want = {0};
+        fg_buf_printf(&want, "%s%s", cases[i].at, tabs);
+        REFUSED(cases[i].yaml, want.data);
+        fg_buf_free(&want);
+    }
+    /* A tab inside a quoted value is not indentation. */
+    struct fg_config *cfg = good(MIN "    forwardedPrefix: \"/a\tb\"\n");
+    CHECK(cfg != NULL && strcmp(cfg->routes[0].forwarded_prefix, "/a\tb") == 0);
+    fg_config_free(cfg);
 }
 
 static void yaml_nesting_bounded(void)
@@ -823,6 +850,45 @@ static void limits_errors(void)
 }
 
 /* A duration that wraps past UINT64_MAX must not land back inside the range (here: 10s). */
+/* A number without a unit is refused wherever a duration is read ("timeout: 5": 5 s or 5 ms?). */
+static void durations_need_a_unit(void)
+{
+    static const char *const cases[][2] = {
+        {"limits:\n  headerTimeout: 5\n", "t.yaml:10:18: \"headerTimeout\""},
+        {"limits:\n  shutdownGracePeriod: 30\n", "t.yaml:10:24: \"shutdownGracePeriod\""},
+        {"authentication:\n  tokenCacheTTL: 10\n", "t.yaml:10:18: \"tokenCacheTTL\""},
+        {"authenticators:\n  - name: tr\n    tokenReview: {url: https://k8s, timeout: 5}\n",
+         "t.yaml:11:46: \"timeout\""},
+        {"authenticators:\n  - name: tr\n    tokenReview: {url: https://k8s, cacheTTL: 120}\n",
+         "t.yaml:11:47: \"cacheTTL\""},
+        {"authenticators:\n  - name: tr\n"
+         "    tokenReview: {url: https://k8s, negativeCacheTTL: 10}\n",
+         "t.yaml:11:55: \"negativeCacheTTL\""},
+    };
+    for (size_t i = 0; i < FG_ARRAY_LEN(cases); i++) {
+        struct fg_buf want = {0}, yaml = {0};
+        const char *num = strrchr(cases[i][0], ':') + 2;
+        fg_buf_printf(&want, "%s: duration needs a unit (ms, s, m, h), such as %.*ss", cases[i][1],
+                      (int)strspn(num, "0123456789"), num);
+        fg_buf_printf(&yaml, MIN "%s", cases[i][0]);
+        REFUSED(yaml.data, want.data);
+        fg_buf_free(&want);
+        fg_buf_free(&yaml);
+    }
+    REFUSED("listeners:\n  - address: 127.0.0.1:1\nshards:\n  - name: m\n    url: http://m\n"
+            "    identity: mint\n    mint: {issuer: https://i, keyFile: k.pem, audience: a, "
+            "ttl: 300}\nroutes:\n  - prefix: /\n    shard: m\n",
+            "t.yaml:7:65: \"ttl\": duration needs a unit (ms, s, m, h), such as 300s");
+    REFUSED(L_ S_ "routes:\n  - prefix: /cat/\n    workspace: iceberg\n"
+                  "    tokenEndpoint: {authenticator: k, expiresIn: 3600}\n",
+            "t.yaml:9:50: \"expiresIn\": duration needs a unit (ms, s, m, h), such as 3600s");
+    /* 0 needs no unit, and units still work. */
+    struct fg_config *cfg = good(MIN "limits:\n  shutdownGracePeriod: 0\n  headerTimeout: 5s\n");
+    CHECK(cfg != NULL && cfg->limits.shutdown_grace_ms == 0 &&
+          cfg->limits.header_timeout_ms == 5000);
+    fg_config_free(cfg);
+}
+
 static void limits_duration_wrap(void)
 {
     REFUSED(MIN "limits:\n  headerTimeout: 5124095576030h1561616ms\n",
@@ -1102,6 +1168,84 @@ static void index_file_unreadable(void)
     fg_errs_free(&errs);
 }
 
+/* An editor that turns tabs into spaces: said in so many words, at the first space. */
+static void index_file_spaces_for_tabs(void)
+{
+    const char *why = "columns are separated by tabs, not spaces (the index file is tab-separated)";
+    struct fg_buf want = {0};
+    fg_buf_printf(&want, ":1:8: %s", why);
+    INDEX_REFUSED("cluster path shard\nc1 root:a s1\n", want.data);
+    fg_buf_reset(&want);
+    fg_buf_printf(&want, ":3:3: %s", why);
+    INDEX_REFUSED("cluster\tshard\nc1\ts1\nc2 s1\n", want.data);
+    fg_buf_free(&want);
+}
+
+/* A directory where a file belongs: "is a directory", not "Input/output error". */
+static void config_is_a_directory(void)
+{
+    struct fg_errs errs = {0};
+    size_t len = 7;
+    errno = 0;
+    CHECK(fg_read_file(tmpdir, &len) == NULL && errno == EISDIR && len == 7);
+    CHECK(fg_config_load(tmpdir, &errs) == NULL && errs.n == 1);
+    struct fg_buf want = {0};
+    fg_buf_printf(&want,
+                  "%s: cannot read config: is a directory (-c takes the config file itself, such "
+                  "as %s/frontgate.yaml)",
+                  tmpdir, tmpdir);
+    CHECK_STR(errs.n ? errs.msgs[0] : NULL, want.data);
+    fg_errs_free(&errs);
+    fg_buf_reset(&want);
+    fg_buf_printf(&want, "%s/nope.yaml", tmpdir);
+    CHECK(fg_config_load(want.data, &errs) == NULL && errs.n == 1);
+    fg_buf_adds(&want, ": cannot read config: no such file or directory");
+    CHECK_STR(errs.n ? errs.msgs[0] : NULL, want.data);
+    fg_errs_free(&errs);
+    fg_buf_free(&want);
+    CHECK_STR(fg_file_reason(ENOENT), "no such file or directory");
+    CHECK_STR(fg_file_reason(EACCES), "permission denied");
+    CHECK_STR(fg_file_reason(EISDIR), "is a directory");
+    errno = 0;
+    CHECK(fg_file_check(tmpdir) == -1 && errno == EISDIR);
+}
+
+/* Every file the config names keeps where it is named: its errors point there. */
+static void file_marks(void)
+{
+    const char *y = "listeners:\n"
+                    "  - address: 127.0.0.1:1\n"
+                    "    tls: {certFile: a.crt, keyFile: a.key, clientCAFile: ca.crt}\n"
+                    "shards:\n"
+                    "  - name: s1\n"
+                    "    url: https://s1\n"
+                    "    caFile: s.ca\n"
+                    "    clientCertFile: c.crt\n"
+                    "    clientKeyFile: c.key\n" R_ "authenticators:\n"
+                    "  - name: k\n"
+                    "    staticKeys: {file: keys.txt}\n"
+                    "  - name: tr\n"
+                    "    tokenReview: {url: https://k, caFile: k.ca, tokenFile: tok}\n";
+    struct fg_config *cfg = good(y);
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    const struct fg_tls_cfg *t = &cfg->listeners[0].tls_cfg;
+    CHECK(t->cert_mark.line == 3 && t->cert_mark.col == 21);
+    CHECK(t->key_mark.line == 3 && t->key_mark.col == 37);
+    CHECK(t->client_ca_mark.line == 3 && t->client_ca_mark.col == 58);
+    const struct fg_shard_cfg *sh = &cfg->shards[0];
+    CHECK(sh->ca_mark.line == 7 && sh->ca_mark.col == 13);
+    CHECK(sh->client_cert_mark.line == 8 && sh->client_cert_mark.col == 21);
+    CHECK(sh->client_key_mark.line == 9 && sh->client_key_mark.col == 20);
+    const struct fg_mark *m = &cfg->authns[0].static_keys.file_mark;
+    CHECK(m->line == 15 && m->col == 24 && strcmp(m->file, "t.yaml") == 0);
+    const struct fg_tokenreview_cfg *tr = cfg->authns[1].token_review;
+    CHECK(tr->ca_mark.line == 17 && tr->ca_mark.col == 43);
+    CHECK(tr->token_mark.line == 17 && tr->token_mark.col == 60);
+    fg_config_free(cfg);
+}
+
 /* ---- indexFile from the config, and relative paths ---------------------- */
 
 /* A relative indexFile is found next to the config, wherever the process runs. */
@@ -1170,7 +1314,12 @@ static void index_file_errors_through_config(void)
     cfg = fg_config_parse(name.data, MIN "indexFile: missing.tsv\n",
                           strlen(MIN "indexFile: missing.tsv\n"), &errs);
     CHECK(cfg == NULL && errs.n == 1);
-    CHECK_CONTAINS(errs.n ? errs.msgs[0] : NULL, "missing.tsv");
+    /* A file that cannot be read is reported where the config names it, with the reason. */
+    fg_buf_reset(&want);
+    fg_buf_printf(&want,
+                  "%s:9:12: %s/missing.tsv: cannot read index file: no such file or directory",
+                  name.data, tmpdir);
+    CHECK_STR(errs.n ? errs.msgs[0] : NULL, want.data);
     fg_config_free(cfg);
     fg_errs_free(&errs);
     fg_buf_free(&name);
@@ -1287,6 +1436,7 @@ int main(void)
     RUN(aliases_refused);
     RUN(multi_document_refused);
     RUN(yaml_syntax_errors);
+    RUN(yaml_tab_indentation);
     RUN(yaml_nesting_bounded);
     RUN(root_must_be_mapping);
     RUN(nul_byte_in_string);
@@ -1313,6 +1463,7 @@ int main(void)
     RUN(limits_boundaries);
     RUN(limits_errors);
     RUN(limits_duration_wrap);
+    RUN(durations_need_a_unit);
     RUN(log_settings);
     RUN(workspaces_inline);
     RUN(workspace_field_errors);
@@ -1328,6 +1479,9 @@ int main(void)
     RUN(index_file_line_numbers);
     RUN(index_file_every_bad_line);
     RUN(index_file_unreadable);
+    RUN(index_file_spaces_for_tabs);
+    RUN(config_is_a_directory);
+    RUN(file_marks);
     RUN(index_file_relative_to_config);
     RUN(index_file_parse_base_dir);
     RUN(index_file_errors_through_config);
