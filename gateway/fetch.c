@@ -10,11 +10,15 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <openssl/x509v3.h>
+#include <event2/util.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -38,8 +42,11 @@ struct exchange {
     fg_fetch_done done;
     void *arg;
     size_t max;
-    int error; /* enum evhttp_request_error + 1, or 0 */
+    int error;    /* enum evhttp_request_error + 1, or 0 */
+    int sock_err; /* errno of a socket error evhttp reported (or ECONNREFUSED, see on_response) */
     int finished;
+    char *shown_url; /* scheme://host[:port]/path: what errors name (no credentials, no query) */
+    char why[512];   /* error_text's words, valid until the exchange is freed */
     TAILQ_ENTRY(exchange) link;
 };
 
@@ -128,6 +135,7 @@ static void free_exchange(evutil_socket_t fd, short what, void *arg)
     if (x->deadline)
         event_free(x->deadline);
     evhttp_connection_free(x->conn); /* also frees x->bev */
+    free(x->shown_url);
     free(x);
 }
 
@@ -144,25 +152,40 @@ static void finish(struct exchange *x, const struct fg_fetch_resp *resp)
     event_base_once(x->owner->evbase, -1, EV_TIMEOUT, free_exchange, x, NULL);
 }
 
+/* Words for a failed exchange, naming the URL (without credentials or query). */
 static const char *error_text(struct exchange *x)
 {
+    const char *u = x->shown_url;
+    int dns = x->bev ? bufferevent_socket_get_dns_error(x->bev) : 0;
     switch (x->error - 1) {
     case EVREQ_HTTP_TIMEOUT:
-        return "timed out";
-    case EVREQ_HTTP_EOF:
-        return "connection closed";
+        snprintf(x->why, sizeof(x->why), "timed out waiting for %s", u);
+        return x->why;
     case EVREQ_HTTP_INVALID_HEADER:
-        return "invalid response header";
+        snprintf(x->why, sizeof(x->why), "invalid response header from %s", u);
+        return x->why;
     case EVREQ_HTTP_DATA_TOO_LONG:
-        return "response too large";
-    case EVREQ_HTTP_BUFFER_ERROR:
-        return "connection error";
+        snprintf(x->why, sizeof(x->why), "response too large from %s", u);
+        return x->why;
     default:
         break;
     }
-    if (x->bev && bufferevent_get_openssl_error(x->bev))
-        return fg_tls_bev_error(x->bev);
-    return "connection failed";
+    if (dns != 0)
+        snprintf(x->why, sizeof(x->why), "cannot resolve the host of %s: %s", u,
+                 evutil_gai_strerror(dns));
+    else if (x->sock_err == ECONNREFUSED)
+        snprintf(x->why, sizeof(x->why), "connection refused to %s", u);
+    else if (x->sock_err == ETIMEDOUT || x->sock_err == EHOSTUNREACH || x->sock_err == ENETUNREACH)
+        snprintf(x->why, sizeof(x->why), "cannot connect to %s: %s", u, strerror(x->sock_err));
+    else if (x->bev && bufferevent_get_openssl_error(x->bev))
+        snprintf(x->why, sizeof(x->why), "%s (%s)", fg_tls_bev_error(x->bev), u);
+    else if (x->error - 1 == EVREQ_HTTP_EOF)
+        snprintf(x->why, sizeof(x->why), "connection closed by %s", u);
+    else if (x->error - 1 == EVREQ_HTTP_BUFFER_ERROR)
+        snprintf(x->why, sizeof(x->why), "connection error with %s", u);
+    else
+        snprintf(x->why, sizeof(x->why), "connection to %s failed", u);
+    return x->why;
 }
 
 /*
@@ -176,7 +199,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     struct exchange *x = arg;
     struct fg_fetch_resp resp = {0};
     struct evhttp_request *req = x->req;
-    resp.error = "timed out";
+    snprintf(x->why, sizeof(x->why), "timed out waiting for %s", x->shown_url);
+    resp.error = x->why;
     finish(x, &resp); /* first: whatever the cancel reports finds x finished */
     x->req = NULL;
     if (req)
@@ -187,6 +211,8 @@ static void on_error(enum evhttp_request_error err, void *arg)
 {
     struct exchange *x = arg;
     x->error = (int)err + 1;
+    if (err == EVREQ_HTTP_BUFFER_ERROR)
+        x->sock_err = EVUTIL_SOCKET_ERROR(); /* what connect() or read() said, for error_text */
 }
 
 static void on_response(struct evhttp_request *req, void *arg)
@@ -198,6 +224,10 @@ static void on_response(struct evhttp_request *req, void *arg)
         return;
     int code = req ? evhttp_request_get_response_code(req) : 0;
     if (code == 0) {
+        /* No error callback: evhttp's connect cleanup, which it enters when connect() was
+         * refused (ECONNREFUSED, or SO_ERROR on a plain socket). */
+        if (x->error == 0)
+            x->sock_err = ECONNREFUSED;
         resp.error = error_text(x);
         finish(x, &resp);
         return;
@@ -302,6 +332,15 @@ static void g_fetch(struct fg_fetcher *f, const struct fg_fetch_req *r, fg_fetch
     x->done = done;
     x->arg = arg;
     x->max = r->max_response ? r->max_response : (1u << 20);
+    struct fg_buf shown = {0};
+    const char *upath = evhttp_uri_get_path(uri);
+    fg_buf_printf(&shown, "%s://%s%s", scheme, strchr(host, ':') ? "[" : "", host);
+    if (strchr(host, ':'))
+        fg_buf_addc(&shown, ']');
+    if (evhttp_uri_get_port(uri) >= 0)
+        fg_buf_printf(&shown, ":%d", port);
+    fg_buf_adds(&shown, upath && *upath ? upath : "/");
+    x->shown_url = fg_buf_take(&shown);
     x->bev = https ? tls_bev(g, r->tls ? r->tls : default_ctx(), host)
                    : bufferevent_socket_new(g->evbase, -1, BEV_OPT_CLOSE_ON_FREE);
     x->conn = evhttp_connection_base_bufferevent_new(g->evbase, g->dns, x->bev, host,
@@ -344,6 +383,7 @@ static void g_fetch(struct fg_fetcher *f, const struct fg_fetch_req *r, fg_fetch
         resp.error = "cannot send the request";
         TAILQ_REMOVE(&g->exchanges, x, link);
         evhttp_connection_free(x->conn);
+        free(x->shown_url);
         free(x);
         fail_later(g, done, arg, resp.error);
     } else {
@@ -407,6 +447,7 @@ void fg_fetcher_free(struct fg_fetcher *f)
             if (x->deadline)
                 event_free(x->deadline);
             evhttp_connection_free(x->conn);
+            free(x->shown_url);
             free(x);
         }
         if (!progress)
