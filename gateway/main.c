@@ -42,28 +42,86 @@ static const char usage[] =
     "                                 run the built-in echo shard on its own\n"
     "  frontgate --version | --help\n"
     "\n"
+    "Every command takes --help (frontgate run --help: flags and signals).\n"
     "Signals: SIGHUP reloads the config, key files, index and certificates (a bad\n"
-    "edit keeps the running config); SIGTERM finishes in-flight requests and exits.\n"
-    "See README.md for the config reference.\n";
+    "edit keeps the running config); SIGTERM or SIGINT finish in-flight requests\n"
+    "within limits.shutdownGracePeriod and exit. See README.md for the config reference.\n";
 
-static int config_arg(int argc, char **argv, const char *cmd, const char **file)
+static const char run_usage[] =
+    "Usage: frontgate [run] -c FILE\n"
+    "\n"
+    "Runs the proxy. The config and everything it names (key files, the workspace\n"
+    "index, certificates and keys) are loaded and checked first, as `frontgate check`\n"
+    "does: on any error frontgate prints file:line:column: message and does not start.\n"
+    "\n"
+    "Flags:\n"
+    "  -c, --config FILE   the YAML config (also --config=FILE); relative paths in it\n"
+    "                      resolve against its directory\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "Signals:\n"
+    "  SIGHUP           reload the config file, key files, the workspace index, TLS\n"
+    "                   certificates and keys, authenticators, routes, shards, limits\n"
+    "                   and log settings into a new snapshot, swapped in atomically;\n"
+    "                   requests already running finish on the one they started with.\n"
+    "                   A reload with any error keeps the running config whole and logs\n"
+    "                   each error; so does one that would drop every authenticator,\n"
+    "                   every global authenticator or every workspace.\n"
+    "                   Needs a restart: listeners (address, TLS on or off) and workers.\n"
+    "  SIGTERM, SIGINT  graceful drain: stop accepting, close idle connections, let\n"
+    "                   in-flight requests finish within limits.shutdownGracePeriod\n"
+    "                   (default 30s), then exit 0.\n"
+    "\n"
+    "Probes: /healthz answers 200 while the process runs; /readyz answers 200 once every\n"
+    "authenticator has what it needs (the signing keys of each JWT issuer, unless\n"
+    "requireReady: false), and 503 while draining.\n";
+
+static const char check_usage[] =
+    "Usage: frontgate check -c FILE\n"
+    "\n"
+    "Loads the config and everything it names (key files, the workspace index,\n"
+    "certificates, keys and CA files, token files) without listening or contacting\n"
+    "any peer. Prints one line per problem, file:line:column: message, then\n"
+    "\"FILE: N error(s)\" and exits 1; or a one-line summary and exits 0.\n"
+    "\n"
+    "Flags:\n"
+    "  -c, --config FILE   the YAML config (also --config=FILE)\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "Exit status: 0 valid, 1 invalid, 2 bad usage.\n";
+
+/* -c FILE from argv; 1 after --help (printed), 2 after a usage error (said), else 0. */
+static int config_arg(int argc, char **argv, const char *cmd, const char *help, const char **file)
 {
     *file = NULL;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             *file = argv[++i];
+        } else if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            fprintf(stderr, "frontgate %s: %s needs a file name: %s FILE\n", cmd, argv[i], argv[i]);
+            return 2;
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             *file = argv[i] + 9;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("Usage: frontgate %s -c FILE\n", cmd);
+            fputs(help, stdout);
             return 1;
+        } else if (argv[i][0] != '-') {
+            fprintf(stderr,
+                    "frontgate %s: unexpected argument \"%s\"; the config is given with -c: "
+                    "frontgate %s -c %s\n",
+                    cmd, argv[i], cmd, argv[i]);
+            return 2;
         } else {
-            fprintf(stderr, "frontgate %s: unknown argument \"%s\" (try --help)\n", cmd, argv[i]);
+            fprintf(stderr, "frontgate %s: unknown flag \"%s\" (try frontgate %s --help)\n", cmd,
+                    argv[i], cmd);
             return 2;
         }
     }
-    if (*file == NULL) {
-        fprintf(stderr, "frontgate %s: -c FILE is required\n", cmd);
+    if (*file == NULL || (*file)[0] == '\0') {
+        fprintf(stderr,
+                "frontgate %s: which config? give it with -c FILE, for example: frontgate %s "
+                "-c frontgate.yaml\n",
+                cmd, cmd);
         return 2;
     }
     return 0;
@@ -72,7 +130,7 @@ static int config_arg(int argc, char **argv, const char *cmd, const char **file)
 static int cmd_run(int argc, char **argv)
 {
     const char *file;
-    int rc = config_arg(argc, argv, "run", &file);
+    int rc = config_arg(argc, argv, "run", run_usage, &file);
     if (rc)
         return rc == 1 ? 0 : rc;
     struct fg_errs errs = {0};
@@ -98,7 +156,7 @@ static int cmd_run(int argc, char **argv)
 static int cmd_check(int argc, char **argv)
 {
     const char *file;
-    int rc = config_arg(argc, argv, "check", &file);
+    int rc = config_arg(argc, argv, "check", check_usage, &file);
     if (rc)
         return rc == 1 ? 0 : rc;
     struct fg_errs errs = {0};
@@ -124,16 +182,36 @@ static int cmd_hash_key(int argc, char **argv)
             id = argv[++i];
         } else if (strcmp(argv[i], "--groups") == 0 && i + 1 < argc) {
             groups = argv[++i];
+        } else if (strcmp(argv[i], "--id") == 0 || strcmp(argv[i], "--groups") == 0) {
+            fprintf(stderr, "frontgate hash-key: %s needs a value\n", argv[i]);
+            return 2;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("Usage: frontgate hash-key [--id NAME] [--groups G1,G2]\n\n"
-                   "Prints a new random API key (shown once: hand it to the caller) and the\n"
-                   "line to add to a staticKeys file (only the SHA-256 of the key is stored):\n"
-                   "  key: fgk_...\n  line: NAME:<sha256-hex>[:G1,G2]\n");
+            printf(
+                "Usage: frontgate hash-key [--id NAME] [--groups G1,G2]\n\n"
+                "Prints a new random API key (shown once: hand it to the caller) and the\n"
+                "line to add to a staticKeys file (only the SHA-256 of the key is stored):\n"
+                "  key: fgk_...\n  line: NAME:<sha256-hex>[:G1,G2]\n\n"
+                "Flags:\n"
+                "  --id NAME       the key id: letters, digits and . _ - @ + / (default:\n"
+                "                  key-<8 random hex digits>); the user is usernamePrefix + NAME\n"
+                "  --groups G1,G2  comma-separated groups of the identity (no spaces)\n"
+                "  -h, --help      this text\n");
             return 0;
         } else {
             fprintf(stderr, "frontgate hash-key: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
+    }
+    if (id != NULL && strchr(id, ':') != NULL) {
+        fprintf(stderr,
+                "frontgate hash-key: --id \"%s\" cannot contain ':' (it separates the fields of a "
+                "key-file line, NAME:<sha256>:GROUPS); use letters, digits and . _ - @ + /\n",
+                id);
+        return 2;
+    }
+    if (id != NULL && id[0] == '\0') {
+        fprintf(stderr, "frontgate hash-key: --id is empty\n");
+        return 2;
     }
     char key[64], hex[65], idbuf[32];
     if (id == NULL) {
