@@ -3,6 +3,7 @@
 #include "../auth/mint.h"
 #include "../auth/oidc.h"
 #include "../auth/tokcache.h"
+#include "../config/jwtcfg.h"
 #include "accesslog.h"
 #include "fetch.h"
 #include "worker.h"
@@ -29,8 +30,9 @@ struct server {
     size_t nworkers;
     uint64_t generation;
     struct event *sighup, *sigterm, *sigint, *grace, *wake;
-    int running; /* atomic: workers still in their loops */
-    int force;   /* atomic: the grace period is over */
+    struct event *ready_poll; /* until /readyz first answers 200 */
+    int running;              /* atomic: workers still in their loops */
+    int force;                /* atomic: the grace period is over */
     int draining;
 };
 
@@ -294,6 +296,45 @@ static const char *weakens(const struct fg_snapshot *cur, const struct fg_snapsh
     return NULL;
 }
 
+/* What /readyz waits for, in words (caller frees), or NULL when it would answer 200. */
+static char *ready_waits_for(const struct fg_snapshot *s)
+{
+    struct fg_buf b = {0};
+    for (size_t i = 0; i < s->cfg->nauthns; i++) {
+        const struct fg_authn_cfg *a = &s->cfg->authns[i];
+        if (fg_authn_ready(s->authns[i]))
+            continue;
+        fg_buf_adds(&b, b.len ? "; " : "waiting for ");
+        if (a->kind == FG_AUTHN_JWT && a->njwts > 0) {
+            fg_buf_printf(&b, "the signing keys of issuer%s ", a->njwts > 1 ? "s" : "");
+            for (size_t j = 0; j < a->njwts; j++)
+                fg_buf_printf(&b, "%s%s", j ? ", " : "", a->jwts[j]->issuer_url);
+            fg_buf_printf(&b, " (authenticator \"%s\")", a->name);
+        } else {
+            fg_buf_printf(&b, "authenticator \"%s\"", a->name);
+        }
+    }
+    return b.len ? fg_buf_take(&b) : NULL;
+}
+
+/* Until /readyz answers 200 for the first time; then says so once. */
+static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    struct fg_snapshot *s = fg_snapshot_current();
+    char *waits = s ? ready_waits_for(s) : NULL;
+    if (waits == NULL && s && !srv->draining) {
+        fg_log(FG_LOG_INFO, "frontgate ready: /readyz answers 200");
+    } else if (!srv->draining) {
+        struct timeval tv = {0, 200000};
+        evtimer_add(srv->ready_poll, &tv);
+    }
+    free(waits);
+    fg_snapshot_unref(s);
+}
+
 static void reload(struct server *srv)
 {
     struct fg_errs errs = {0};
@@ -473,8 +514,17 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
         fg_log(FG_LOG_INFO, "listening on %s://%s", cfg->listeners[i].tls ? "https" : "http",
                bound[i]);
     __atomic_store_n(&fg_state.ready, 1, __ATOMIC_RELAXED); /* before anyone reads the log */
-    fg_log(FG_LOG_INFO, "frontgate ready: %zu workers, %zu workspaces, %zu routes, %zu shards",
-           srv.nworkers, fg_index_count(cfg->index), cfg->nroutes, cfg->nshards);
+    /* Serving now; /readyz may still wait for an issuer's keys: the line says what for. */
+    char *waits = ready_waits_for(snap);
+    fg_log(FG_LOG_INFO, "frontgate ready: %zu workers, %zu workspaces, %zu routes, %zu shards%s%s",
+           srv.nworkers, fg_index_count(cfg->index), cfg->nroutes, cfg->nshards,
+           waits ? "; /readyz answers 503, " : "", waits ? waits : "");
+    srv.ready_poll = evtimer_new(srv.base, on_ready_poll, &srv);
+    if (waits) {
+        struct timeval tv = {0, 200000};
+        evtimer_add(srv.ready_poll, &tv);
+    }
+    free(waits);
     if (ready)
         ready(arg, bound, nl);
     event_base_dispatch(srv.base);
@@ -499,6 +549,8 @@ out:
         event_free(srv.sigint);
         event_free(srv.grace);
         event_free(srv.wake);
+        if (srv.ready_poll)
+            event_free(srv.ready_poll);
     }
     fg_snapshot_install(NULL);
     srv_global = NULL;
