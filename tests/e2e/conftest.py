@@ -20,7 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-FRONTGATE_BIN = os.environ.get("FRONTGATE_BIN", "/work/main/build/frontgate")
+# Defaults are relative to this checkout: build/frontgate and .tools/bin/kubectl (install-deps).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FRONTGATE_BIN = os.environ.get("FRONTGATE_BIN") or os.path.join(REPO, "build", "frontgate")
+KUBECTL = os.environ.get("FG_KUBECTL") or os.path.join(REPO, ".tools", "bin", "kubectl")
 # FG_E2E_WORKERS=N starts every frontgate with N worker threads whatever its config says
 # (tests/run's ThreadSanitizer step: more workers, more interleavings).
 E2E_WORKERS = os.environ.get("FG_E2E_WORKERS")

@@ -15,9 +15,10 @@ neither the response nor the log.
 
 Needs node (FG_NODE, else the one on PATH) and `oauth2-mock-server` in
 FG_NODE_MODULES (default: this checkout's tests/node_modules, i.e.
-/work/main/tests/node_modules, installed by `cd tests && npm ci`); the tests
+tests/node_modules of the checkout, installed by `cd tests && npm ci`); the tests
 that need them are skipped, with the reason, when either is missing.
 """
+import conftest
 import base64
 import concurrent.futures
 import datetime
@@ -57,7 +58,7 @@ from conftest import (
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = os.environ.get("FG_NODE") or shutil.which("node")
-# tests/node_modules of this checkout (/work/main/tests/node_modules here), filled by `npm ci`
+# tests/node_modules of this checkout, filled by `npm ci`
 NODE_MODULES = os.environ.get("FG_NODE_MODULES") or os.path.join(os.path.dirname(HERE), "node_modules")
 IDP_JS = os.path.join(HERE, "idp", "idp.mjs")
 
@@ -1068,9 +1069,9 @@ def echo_shard():
 
 
 def test_kubectl_auth_whoami_with_oidc_token(oidc, echo_shard, pki, tmp_path):
-    kubectl = os.environ.get("FG_KUBECTL")
+    kubectl = conftest.KUBECTL
     if not kubectl or not os.access(kubectl, os.X_OK):
-        pytest.skip("FG_KUBECTL is not set to an executable kubectl (e.g. FG_KUBECTL=/work/main/.tools/bin/kubectl)")
+        pytest.skip(f"no executable kubectl at {kubectl} (set FG_KUBECTL, or run .ci/install-deps test)")
     env = oidc(tls_listener=True, shard_url=echo_shard)
     https_port = next(p for s, _, p in env.fg.listeners if s == "https")
     token = env.idp.mint()

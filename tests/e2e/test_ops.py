@@ -1,4 +1,5 @@
 """Operations: SIGHUP reloads, SIGTERM draining, and the command line (check, hash-key, demo)."""
+import conftest
 import hashlib
 import http.client
 import json
@@ -444,9 +445,9 @@ def test_demo_prints_working_curl_lines(demo):
 
 
 def test_demo_kubectl_auth_whoami(demo, tmp_path):
-    kubectl = os.environ.get("FG_KUBECTL")
+    kubectl = conftest.KUBECTL
     if not kubectl or not os.access(kubectl, os.X_OK):
-        pytest.skip("FG_KUBECTL is not set to an executable kubectl (e.g. FG_KUBECTL=/work/main/.tools/bin/kubectl)")
+        pytest.skip(f"no executable kubectl at {kubectl} (set FG_KUBECTL, or run .ci/install-deps test)")
     out, err = demo.wait_ready()
     key, _, line, listening = parse_demo(out, err)
     tls_addr = next(a for s, a in listening if s == "https")

@@ -12,10 +12,11 @@ Token services (issue 5) end to end:
    retries while the IdP answers 500), --exec-credential, and kubectl using
    it as its exec credential plugin to reach the echo shard through frontgate.
 
-kubectl comes from FG_KUBECTL (default /work/main/.tools/bin/kubectl); node
+kubectl comes from FG_KUBECTL (default .tools/bin/kubectl of the checkout); node
 and oauth2-mock-server as in test_oidc.py. Tests that need a missing tool
 are skipped with the reason.
 """
+import conftest
 import base64
 import datetime
 import http.client
@@ -40,7 +41,7 @@ from lake_env import (  # noqa: F401 (fixtures)
     ALICE_GROUPS, ANALYTICS, AUTHENTICATED, catalog_factory, lake, lake_factory)
 from test_oidc import authenticator_yaml, echo_shard, idp_factory, pki  # noqa: F401 (fixtures)
 
-KUBECTL = os.environ.get("FG_KUBECTL") or "/work/main/.tools/bin/kubectl"
+KUBECTL = conftest.KUBECTL
 TOKEN_PATH = "/catalog/v1/oauth/tokens"
 FORM = "application/x-www-form-urlencoded"
 

@@ -7,6 +7,7 @@ unknown workspaces; and kubectl against a TLS listener with the built-in echo sh
 The fake shard records the raw header list in wire order, so header names are checked
 exactly as kcp's shards receive them (`X-Remote-Extra-Authentication.kcp.io%2fscopes`).
 """
+import conftest
 import json
 import os
 import re
@@ -38,7 +39,7 @@ from fake_apiserver import (  # noqa: F401  (fixtures)
     tokenreview_yaml,
 )
 
-KUBECTL = os.environ.get("FG_KUBECTL", "/work/main/.tools/bin/kubectl")
+KUBECTL = conftest.KUBECTL
 
 # workspaces: (path, cluster)
 TEAM = (WS_PATH, WS_CLUSTER)                # type root:org:with-keys  [team-keys, ws-review]
