@@ -477,7 +477,7 @@ def test_broker_missing_or_empty_file_is_503(broker_factory, tmp_path):
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:{port}", "[::]:{port}", ":{port}", "192.0.2.1:{port}",
-                                    "example.com:{port}"])
+                                    "example.com:{port}", "127.evil.example:{port}"])
 def test_broker_refuses_non_loopback(tmp_path, listen):
     tf = tmp_path / "token"
     tf.write_text("tok")
