@@ -50,6 +50,15 @@ def check(d, yaml, name="frontgate.yaml"):
     return p.returncode, p.stderr.splitlines()
 
 
+def where(yaml, name):
+    """line:column of the first `name` written as a value in yaml (dedented), as in errors."""
+    for i, ln in enumerate(textwrap.dedent(yaml).splitlines(), 1):
+        m = re.search(r"[:\[{,] *(" + re.escape(name) + r")(?=[,}\] ]|$)", ln)
+        if m:
+            return f"{i}:{m.start(1) + 1}"
+    raise AssertionError(f"{name} not in the config")
+
+
 # ---------------------------------------------------------------------------
 # the examples
 
@@ -202,6 +211,98 @@ def test_index_file_errors(files):
     assert rc == 1
     assert lines[0] == (f"{d}/spaces.tsv:1:8: columns are separated by tabs, not spaces (the "
                         f"index file is tab-separated)"), lines
+
+
+def test_jwt_files(files):
+    d = str(files)
+    yaml = f"""\
+        listeners:
+          - address: 127.0.0.1:0
+        shards:
+          - name: s
+            url: http://127.0.0.1:1
+        routes:
+          - prefix: /
+            shard: s
+        authenticators:
+          - name: sso
+            jwt:
+              issuer: {{url: https://sso.example.com, audiences: [a],
+                       certificateAuthorityFile: token}}
+              claimMappings:
+                username: {{claim: sub, prefix: ""}}
+          - name: sso2
+            jwt:
+              issuer: {{url: https://sso2.example.com, audiences: [a],
+                       certificateAuthorityFile: missing-idp-ca.crt}}
+              claimMappings:
+                username: {{claim: sub, prefix: ""}}
+          - name: more
+            authenticationConfigurationFile: missing-authn.yaml
+        """
+    rc, lines = check(files, yaml)
+    cfg = f"{d}/frontgate.yaml"
+    assert rc == 1
+    assert lines == [
+        f"{cfg}:{where(yaml, 'token')}: {d}/token: jwt.issuer.certificateAuthorityFile: not a PEM certificate",
+        f"{cfg}:{where(yaml, 'missing-idp-ca.crt')}: {d}/missing-idp-ca.crt: cannot read jwt.issuer.certificateAuthorityFile: "
+        f"no such file or directory",
+        f"{cfg}:{where(yaml, 'missing-authn.yaml')}: {d}/missing-authn.yaml: cannot read authenticationConfigurationFile: "
+        f"no such file or directory",
+        f"{cfg}: 3 error(s)",
+    ], lines
+
+
+def test_mint_and_tokenreview_files(files):
+    d = str(files)
+    yaml = f"""\
+        listeners:
+          - address: 127.0.0.1:0
+        shards:
+          - name: lake
+            url: http://127.0.0.1:1
+            identity: mint
+            mint: {{issuer: https://gw.example.com/mint, keyFile: tls.crt, audience: lake}}
+        routes:
+          - prefix: /
+            shard: lake
+        authenticators:
+          - name: tr
+            tokenReview: {{url: https://127.0.0.1:1, caFile: token}}
+          - name: tr2
+            tokenReview: {{url: https://127.0.0.1:1, clientCertFile: tls.crt,
+                          clientKeyFile: front-proxy.key}}
+        """
+    rc, lines = check(files, yaml)
+    cfg = f"{d}/frontgate.yaml"
+    assert rc == 1
+    assert lines == [
+        f"{cfg}:{where(yaml, 'tls.crt')}: {d}/tls.crt: cannot load mint.keyFile: not a PEM private key",
+        f"{cfg}:{where(yaml, 'token')}: {d}/token: cannot load tokenReview caFile: not a PEM certificate",
+        f"{cfg}:{where(yaml, 'front-proxy.key')}: {d}/front-proxy.key: cannot load tokenReview clientKeyFile: not a PEM "
+        f"private key matching clientCertFile",
+        f"{cfg}: 3 error(s)",
+    ], lines
+
+
+def test_empty_key_file(files):
+    d = str(files)
+    (files / "empty-keys.txt").write_text("")
+    rc, lines = check(files, f"""\
+        listeners:
+          - address: 127.0.0.1:0
+        routes:
+          - prefix: /
+            shard: s
+        shards:
+          - name: s
+            url: http://127.0.0.1:1
+        authenticators:
+          - name: keys
+            staticKeys: {{file: empty-keys.txt}}
+        """)
+    assert lines[0] == (f"{d}/frontgate.yaml:11:24: {d}/empty-keys.txt: key file is empty: a file "
+                        f"being rewritten is; to admit no key, keep a comment line in it"), lines
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: no 'permission denied'")
