@@ -12,6 +12,8 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +292,36 @@ static void demo_cleanup(struct demo *d)
     rmdir(d->dir);
 }
 
+/*
+ * 0 when addr ("host:port") can be bound now. The listeners use SO_REUSEPORT (a socket per
+ * worker), which would quietly share a port another frontgate holds: the demo checks first,
+ * without it, so a clash is a clear message rather than two demos splitting the traffic.
+ */
+static int port_in_use(const char *addr)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (colon == NULL || hl == 0 || hl >= sizeof(host))
+        return 0; /* the config loader reports a malformed address */
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *res;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return 0;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), busy = 0;
+    if (fd >= 0) {
+        busy = bind(fd, res->ai_addr, res->ai_addrlen) != 0 && errno == EADDRINUSE;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return busy;
+}
+
 static int cmd_demo(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:8080", *tls_listen = "127.0.0.1:8443";
@@ -309,6 +341,16 @@ static int cmd_demo(int argc, char **argv)
             fprintf(stderr, "frontgate demo: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
+    }
+    const char *busy = port_in_use(listen) ? listen : port_in_use(tls_listen) ? tls_listen : NULL;
+    if (busy) {
+        fprintf(stderr,
+                "frontgate demo: %s is in use (another demo, or another server); pick other "
+                "ports:\n  frontgate demo --listen 127.0.0.1:18080 --tls-listen 127.0.0.1:18443\n"
+                "  (./dev demo --listen ... --tls-listen ..., or make demo ARGS=\"--listen ... "
+                "--tls-listen ...\")\n",
+                busy);
+        return 1;
     }
     struct demo d = {0};
     const char *tmp = getenv("TMPDIR");

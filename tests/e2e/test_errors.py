@@ -476,3 +476,23 @@ def test_ready_line_without_anything_to_wait_for(frontgate_factory, tmp_path):
     fg.wait_log(r"info frontgate ready: 2 workers, 1 workspaces, 2 routes, 1 shards$")
     assert readyz(fg) == 200
     assert not [ln for ln in fg.lines() if "/readyz answers" in ln]
+
+
+def test_demo_port_clash_says_how_to_pick_another():
+    """A port in use (even by a socket without SO_REUSEPORT, which frontgate's listeners would
+    otherwise share) stops the demo with the flags that choose other ports."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    busy = f"127.0.0.1:{s.getsockname()[1]}"
+    try:
+        for args in (["--listen", busy, "--tls-listen", f"127.0.0.1:{closed_port()}"],
+                     ["--listen", f"127.0.0.1:{closed_port()}", "--tls-listen", busy]):
+            p = subprocess.run([FRONTGATE_BIN, "demo", *args], capture_output=True, text=True, timeout=20)
+            assert p.returncode == 1, p.stdout + p.stderr
+            assert f"frontgate demo: {busy} is in use" in p.stderr, p.stderr
+            assert "--listen 127.0.0.1:18080 --tls-listen 127.0.0.1:18443" in p.stderr, p.stderr
+            assert 'make demo ARGS="--listen' in p.stderr, p.stderr
+    finally:
+        s.close()
