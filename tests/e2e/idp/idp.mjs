@@ -52,12 +52,17 @@ function out(obj) {
     process.stdout.write(JSON.stringify(obj) + "\n");
 }
 
+// oauth2-mock-server 7.x (the line that runs on Node.js 18, pinned in tests/package.json) is
+// CommonJS and leaves OAuth2Service out of its index; 8.x (Node.js 20 and later) exports it.
 async function loadMockServer() {
     const dir = join(nodeModules, "oauth2-mock-server");
     const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
     const exp = pkg.exports && pkg.exports["."];
     const entry = (exp && (exp.import || exp.default)) || pkg.main;
-    return import(pathToFileURL(join(dir, entry)).href);
+    const mod = await import(pathToFileURL(join(dir, entry)).href);
+    if (mod.OAuth2Service) return mod;
+    const svc = await import(pathToFileURL(join(dir, "dist", "lib", "oauth2-service.js")).href);
+    return { ...mod, OAuth2Service: svc.OAuth2Service };
 }
 
 const { OAuth2Issuer, OAuth2Service } = await loadMockServer();
