@@ -182,8 +182,8 @@ def test_shard_failing_before_its_head_is_502_then_recovers(keyed, fault_shard, 
         assert fault_shard.count("request") >= 4
         # frontgate dropped the shard connection (the garbage ones stay open on our side)
         fault_shard.wait_until(lambda: fault_shard.open == 0, 5 * SLOW, "the shard connections closed")
-        assert re.search(r"warn shard shard-1: (malformed response|connection error|connection "
-                         r"closed before the response completed)", fg.log()), fg.log()[-2000:]
+        fg.wait_log(r"warn shard shard-1: (malformed response|connection error|connection "
+                    r"closed before the response completed)", timeout=5 * SLOW)
         # recovery: the shard is healthy again; the same client connection and a new one work
         fault_shard.mode = "ok"
         c.send(req_bytes(key))

@@ -501,5 +501,5 @@ def test_mint_key_must_be_rs256_or_es256(tmp_path):
         p = subprocess.run([FRONTGATE_BIN, "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
         assert p.returncode == 1, p.stdout + p.stderr
         out = p.stdout + p.stderr
-        assert re.search(rf"frontgate\.yaml:\d+:\d+: mint\.keyFile \"\S*mint\.pem\": .*{why}", out), out
+        assert re.search(rf"frontgate\.yaml:\d+:\d+: \S*mint\.pem: cannot load mint\.keyFile: .*{why}", out), out
         assert "1 error(s)" in out, out
