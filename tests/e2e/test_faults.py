@@ -659,7 +659,12 @@ class LimitedFrontgate(Frontgate):
 
 def test_fd_exhaustion_survives_and_serves_again(fault_shard, tmp_path):
     key = new_key()
-    fg = LimitedFrontgate(tmp_path / "fg", config(fault_shard.url), {"keys.txt": key_line("alice", key) + "\n"})
+    # One worker: each worker has its own SO_REUSEPORT listening socket and the kernel spreads
+    # connections over them by hash, so with two a connection can wait in the queue of the
+    # worker that found no fd left, never accepted, and socks[0] below would hang (seen once).
+    text = config(fault_shard.url).replace("workers: 2\n", "workers: 1\n")
+    assert "workers: 1\n" in text
+    fg = LimitedFrontgate(tmp_path / "fg", text, {"keys.txt": key_line("alice", key) + "\n"})
     try:
         fg.start()
         pid = fg.proc.pid
