@@ -7,9 +7,8 @@
 #   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own
 #   make soak    SOAK_SECONDS (600) of mixed traffic and reloads; RSS and fds must stay flat
 #   make test-interop   frontgate in front of real peers: kube-apiserver + etcd, the Iceberg REST
-#                catalog with PyIceberg and DuckDB, Keycloak (INTEROP="kube iceberg" for some)
-#   make test-interop-kcp   the same in front of kcp (opt-in)
-.PHONY: all build demo install uninstall test test-quick test-interop test-interop-kcp bench bench-jwt fuzz check-format format clean
+#                catalog with PyIceberg and DuckDB, Keycloak, kcp (INTEROP="kube iceberg" for some)
+.PHONY: all build demo install uninstall test test-quick test-interop bench bench-jwt fuzz check-format format clean
 
 PREFIX ?= /usr/local
 ARGS ?=
@@ -46,10 +45,6 @@ INTEROP ?=
 test-interop: build
 	@.ci/install-deps interop
 	@tests/interop/run $(INTEROP)
-
-test-interop-kcp: build
-	@.ci/install-deps interop
-	@tests/interop/run kcp
 
 bench:
 	@.ci/install-deps bench
