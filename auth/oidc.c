@@ -385,12 +385,17 @@ static void on_jwks(void *arg, const struct fg_fetch_resp *r)
     finish_fetch(o);
 }
 
-static void fetch(struct fg_oidc *o, const char *url, fg_fetch_done done)
+/* The JWKS is asked for as RFC 7517's application/jwk-set+json too: kube-apiserver's
+ * /openid/v1/jwks answers 406 to an Accept of application/json alone. */
+#define ACCEPT_DISCOVERY "application/json"
+#define ACCEPT_JWKS "application/jwk-set+json, application/json"
+
+static void fetch(struct fg_oidc *o, const char *url, const char *accept, fg_fetch_done done)
 {
     struct fg_fetch_req req = {0};
     req.method = "GET";
     req.url = url;
-    req.accept = "application/json";
+    req.accept = accept;
     req.tls = o->tls;
     req.timeout_ms = FETCH_TIMEOUT_MS;
     req.max_response = MAX_DOC_BYTES;
@@ -441,7 +446,7 @@ static void on_discovery(void *arg, const struct fg_fetch_resp *r)
     }
     free(o->jwks_uri);
     o->jwks_uri = jwks;
-    fetch(o, o->jwks_uri, on_jwks);
+    fetch(o, o->jwks_uri, ACCEPT_JWKS, on_jwks);
 }
 
 /* Starts discovery or a JWKS fetch. The caller counted one busy unit for us. */
@@ -450,7 +455,7 @@ static void begin_fetch(struct fg_oidc *o)
     if (done_with(o))
         return;
     if (o->jwks_uri) {
-        fetch(o, o->jwks_uri, on_jwks);
+        fetch(o, o->jwks_uri, ACCEPT_JWKS, on_jwks);
         return;
     }
     struct fg_buf url = {0};
@@ -463,7 +468,7 @@ static void begin_fetch(struct fg_oidc *o)
         fg_buf_add(&url, o->issuer, n);
         fg_buf_adds(&url, "/.well-known/openid-configuration");
     }
-    fetch(o, url.data, on_discovery);
+    fetch(o, url.data, ACCEPT_DISCOVERY, on_discovery);
     fg_buf_free(&url);
 }
 
