@@ -1,0 +1,346 @@
+"""
+frontgate in front of a real kube-apiserver (FG_KUBE_APISERVER) backed by a real etcd (FG_ETCD).
+
+One cluster for the module (kube_env.KubeCluster): kube trusts X-Remote-* only from the
+front-proxy CA's `frontgate-proxy` client certificate (--requestheader-allowed-names), which
+frontgate presents as its shard identity (`identity: requestHeader`). Every assertion is on what
+kube itself read or decided: `kubectl auth whoami` (SelfSubjectReview) shows the user kube
+authenticated, RBAC answers come from kube's authorizer, TokenReviews from kube's authenticator.
+
+- whoami through frontgate: a static key (its groups + system:authenticated), a service-account
+  token admitted by frontgate's jwt authenticator (kube's own issuer: discovery + JWKS) with an
+  extra whose key needs percent-encoding in the X-Remote-Extra- name, and one admitted by
+  tokenReview (user, uid, groups, extra exactly as kube's TokenReview reported them).
+- RBAC: a Role in namespace a bound to a key's user: 200 there, 403 in b, kube naming that user.
+- A watch streams events through frontgate and outlives frontgate's header/idle timeouts.
+- tokenReview: audiences honoured; a deleted service account's token is refused once the cache
+  entry expires.
+- Forged X-Remote-* headers (several spellings) never reach kube; kube honours frontgate's headers
+  only because of its client certificate (a CN not allowed, or a certificate from the client CA,
+  and kube ignores them).
+"""
+import base64
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import KUBECTL, key_line, new_key, peer_path
+from kube_env import FrontKube, KubeCluster, LineReader, frontgate_config, poll
+
+KEY_USER = "ci-bot"
+KEY_GROUPS = ("interop-devs", "deployers")
+RBAC_USER = "rbac-bot"
+JWT_AUD = "frontgate-jwt"
+TR_AUD = "frontgate-tr"
+EXTRA_KEY = "interop.example.com/token:id;(jti)=%x"
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    c = KubeCluster(tmp_path_factory.mktemp("kube"), peer_path("FG_KUBE_APISERVER"),
+                    peer_path("FG_ETCD"))
+    try:
+        c.start()
+        for ns in ("a", "b", "sa"):
+            c.kubectl("create", "namespace", ns)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {KEY_USER: new_key(), RBAC_USER: new_key()}
+
+
+def keys_file(keys):
+    return "\n".join([key_line(KEY_USER, keys[KEY_USER], KEY_GROUPS),
+                      key_line(RBAC_USER, keys[RBAC_USER])]) + "\n"
+
+
+def jwt_authenticator(kube):
+    return f"""\
+  - name: sa-jwt
+    jwt:
+      issuer:
+        url: {kube.url}
+        certificateAuthorityFile: {kube.serving_ca.path}
+        audiences: [{JWT_AUD}]
+      claimMappings:
+        username: {{claim: sub, prefix: "jwt:"}}
+        extra:
+          - key: "{EXTRA_KEY}"
+            valueExpression: claims.jti
+"""
+
+
+def tr_authenticator(kube, cache="1s"):
+    return f"""\
+  - name: sa-review
+    tokenReview:
+      url: {kube.url}
+      caFile: {kube.serving_ca.path}
+      clientCertFile: {kube.reviewer[0]}
+      clientKeyFile: {kube.reviewer[1]}
+      audiences: [{TR_AUD}]
+      cacheTTL: {cache}
+      negativeCacheTTL: {cache}
+"""
+
+
+KEYS_AUTH = "  - name: keys\n    staticKeys: {file: keys.txt}\n"
+
+
+@pytest.fixture
+def front(kube, keys, frontgate_factory, tmp_path):
+    """start(authenticators text, global names, **frontgate_config kwargs) -> FrontKube."""
+
+    def start(auth=KEYS_AUTH, names=("keys",), **kw):
+        fg = frontgate_factory(frontgate_config(kube, auth, names, **kw),
+                               files={"keys.txt": keys_file(keys)})
+        fk = FrontKube(fg, kube, tmp_path)
+        fk.wait_ready()
+        return fk
+
+    return start
+
+
+def sa_token(kube, name, audience, ns="sa"):
+    kube.kubectl("create", "serviceaccount", name, "-n", ns)
+    return kube.kubectl("create", "token", name, "-n", ns, "--audience", audience,
+                        "--duration", "1h").stdout.strip()
+
+
+def claims(token):
+    p = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+
+
+def review(kube, token, audiences):
+    """A TokenReview by the test's admin, directly at kube: kube's own answer."""
+    r = kube.api("POST", "/apis/authentication.k8s.io/v1/tokenreviews",
+                 body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                       "spec": {"token": token, "audiences": audiences}})
+    assert r.status == 201, r
+    return r.json()["status"]
+
+
+def norm(info):
+    return {"username": info.get("username"), "uid": info.get("uid", ""),
+            "groups": sorted(info.get("groups") or []),
+            "extra": {k: sorted(v) for k, v in (info.get("extra") or {}).items()}}
+
+
+# ---------------------------------------------------------------------------
+# identity as kube reads it
+
+
+def test_whoami_static_key_is_the_key_id_with_its_groups(front, keys):
+    fk = front()
+    info = fk.whoami(keys[KEY_USER])
+    assert norm(info) == {"username": KEY_USER, "uid": "",
+                          "groups": sorted([*KEY_GROUPS, "system:authenticated"]), "extra": {}}
+
+
+def test_whoami_without_credentials_is_frontgates_401(front):
+    fk = front()
+    r = fk.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                   body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert r.status == 401, r
+    bad = fk.request("GET", "/api/v1/namespaces", token=new_key())
+    assert bad.status == 401, bad
+
+
+def test_jwt_against_kubes_own_service_account_issuer(kube, front):
+    """Discovery + JWKS from the real apiserver; sub mapped with a prefix; an extra from jti whose
+    key needs percent-encoding in the header name arrives at kube as the same key."""
+    fk = front(KEYS_AUTH + jwt_authenticator(kube), ("keys", "sa-jwt"))
+    token = sa_token(kube, "jwt-sa", JWT_AUD)
+    c = claims(token)
+    assert c["iss"] == kube.url and c["aud"] == [JWT_AUD]
+    info = norm(fk.whoami(token))
+    assert info["username"] == "jwt:system:serviceaccount:sa:jwt-sa"
+    assert info["groups"] == ["system:authenticated"]
+    assert info["extra"][EXTRA_KEY] == [c["jti"]]
+    assert info["extra"]["authentication.kubernetes.io/credential-id"] == ["JTI=" + c["jti"]]
+    assert set(info["extra"]) == {EXTRA_KEY, "authentication.kubernetes.io/credential-id"}
+    # a token for another audience is not admitted by frontgate
+    other = kube.kubectl("create", "token", "jwt-sa", "-n", "sa", "--audience", "elsewhere").stdout.strip()
+    st, body = fk.self_subject_review(other)
+    assert st == 401, body
+
+
+def test_whoami_token_review_identity_is_what_kube_reviewed(kube, front):
+    fk = front(KEYS_AUTH + tr_authenticator(kube, "30s"), ("keys", "sa-review"))
+    token = sa_token(kube, "tr-whoami", TR_AUD)
+    want = review(kube, token, [TR_AUD])
+    assert want["authenticated"] is True and want["audiences"] == [TR_AUD], want
+    info = norm(fk.whoami(token))
+    expect = norm(want["user"])
+    expect["groups"] = sorted(set(expect["groups"]) | {"system:authenticated"})
+    assert info == expect
+    assert info["username"] == "system:serviceaccount:sa:tr-whoami"
+    assert info["uid"] and "system:serviceaccounts:sa" in info["groups"]
+
+
+# ---------------------------------------------------------------------------
+# kube's authorizer deciding on frontgate's identity
+
+
+def test_rbac_role_in_a_allows_the_key_user_there_only(kube, front, keys):
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "pod-reader", "namespace": "a"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "pod-reader", "namespace": "a"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                              "name": RBAC_USER}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                            "name": "pod-reader"}})
+    fk = front()
+    tok = keys[RBAC_USER]
+    ok = poll(lambda: (lambda r: r if r.status == 200 else None)(
+        fk.request("GET", "/api/v1/namespaces/a/pods", tok)), 20, "list pods in a")
+    assert ok.json()["kind"] == "PodList"
+    denied = fk.request("GET", "/api/v1/namespaces/b/pods", tok)
+    assert denied.status == 403, denied
+    st = denied.json()
+    assert st["kind"] == "Status" and st["reason"] == "Forbidden"
+    assert f'User "{RBAC_USER}"' in st["message"] and 'namespace "b"' in st["message"], st
+    p = fk.kubectl(tok, "get", "pods", "-n", "a")
+    assert p.returncode == 0
+    p = fk.kubectl(tok, "get", "pods", "-n", "b", check=False)
+    assert p.returncode != 0 and "forbidden" in p.stderr.lower() and RBAC_USER in p.stderr
+    # the other key's user has no binding: kube refuses it in a too
+    other = fk.request("GET", "/api/v1/namespaces/a/pods", keys[KEY_USER])
+    assert other.status == 403 and KEY_USER in other.json()["message"], other
+
+
+# ---------------------------------------------------------------------------
+# watches
+
+
+def test_watch_streams_events_and_outlives_frontgates_timeouts(kube, front, keys):
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "cm-watcher"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                           "verbs": ["get", "list", "watch"]}]})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "cm-watcher", "namespace": "a"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                              "name": KEY_GROUPS[0]}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "cm-watcher"}})
+    fk = front(limits="  headerTimeout: 2s\n  idleTimeout: 2s\n")
+    tok = keys[KEY_USER]
+    poll(lambda: fk.request("GET", "/api/v1/namespaces/a/configmaps", tok).status == 200, 20,
+         "list configmaps in a")
+    rv = fk.request("GET", "/api/v1/namespaces/a/configmaps", tok).json()["metadata"]["resourceVersion"]
+    ctx = ssl.create_default_context(cafile=kube.serving_ca.path)
+    conn = http.client.HTTPSConnection("127.0.0.1", fk.port, context=ctx, timeout=30)
+    try:
+        conn.request("GET", f"/api/v1/namespaces/a/configmaps?watch=1&resourceVersion={rv}"
+                     "&timeoutSeconds=60", headers={"Authorization": f"Bearer {tok}"})
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        start = time.monotonic()
+        names = []
+        for i, pause in enumerate((0, 3, 3)):  # silent stretches longer than both timeouts
+            time.sleep(pause)
+            name = f"watched-{i}"
+            kube.kubectl("create", "configmap", name, "-n", "a", f"--from-literal=i={i}")
+            ev = json.loads(r.readline())
+            assert ev["type"] == "ADDED" and ev["object"]["metadata"]["name"] == name, ev
+            names.append(name)
+        assert time.monotonic() - start > 6
+        assert names == ["watched-0", "watched-1", "watched-2"]
+    finally:
+        conn.close()
+    # kubectl's own watch through frontgate sees a change made after it started
+    cfg = fk.kubeconfig(tok)
+    w = subprocess.Popen([KUBECTL, "--kubeconfig", cfg, "get", "configmaps", "-n", "a",
+                          "--watch-only", "-o", "name"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env={**os.environ, "HOME": fk.tmp})
+    try:
+        lines = LineReader(w.stdout)
+
+        # the watch starts when kubectl has listed: create until one shows up
+        def seen():
+            kube.kubectl("create", "configmap", f"kubectl-{time.monotonic_ns()}", "-n", "a")
+            try:
+                lines.wait_for(lambda ln: "configmap/kubectl-" in ln, 3, "kubectl watch event")
+                return True
+            except AssertionError:
+                return False
+        poll(seen, 30, "kubectl get --watch-only shows a created configmap", interval=0)
+    finally:
+        w.terminate()
+        w.wait(10)
+
+
+# ---------------------------------------------------------------------------
+# tokenReview against the real apiserver
+
+
+def test_token_review_honours_audiences_and_forgets_deleted_accounts(kube, front):
+    fk = front(tr_authenticator(kube, "1s"), ("sa-review",))
+    token = sa_token(kube, "reviewed", TR_AUD)
+    st, info = fk.self_subject_review(token)
+    assert st == 201 and info["username"] == "system:serviceaccount:sa:reviewed", info
+    wrong = kube.kubectl("create", "token", "reviewed", "-n", "sa", "--audience", "another").stdout.strip()
+    assert not review(kube, wrong, [TR_AUD]).get("authenticated")
+    st, body = fk.self_subject_review(wrong)
+    assert st == 401, body
+    kube.kubectl("delete", "serviceaccount", "reviewed", "-n", "sa")
+    poll(lambda: not review(kube, token, [TR_AUD]).get("authenticated"), 30,
+         "kube refuses the deleted account's token")
+    poll(lambda: fk.self_subject_review(token)[0] == 401, 20,
+         "frontgate refuses the deleted account's token after cacheTTL")
+
+
+# ---------------------------------------------------------------------------
+# the trust between frontgate and kube
+
+
+FORGED = [
+    ("X-Remote-User", "admin"), ("x-remote-user", "admin"), ("X-REMOTE-USER", "admin"),
+    ("X_Remote_User", "admin"), ("X-Remote-Group", "system:masters"),
+    ("x-remote-group", "system:masters"), ("X-Remote_Group", "system:masters"),
+    ("X-Remote-Uid", "forged-uid"), ("X-Remote-Extra-Scopes", "cluster:*"),
+    ("x-remote-extra-interop.example.com%2fforged", "yes"), ("X_Remote_Extra_Forged", "yes"),
+]
+
+
+def test_forged_identity_headers_never_reach_kube(front, keys):
+    fk = front()
+    st, info = fk.self_subject_review(keys[KEY_USER], headers=FORGED)
+    assert st == 201, info
+    assert norm(info) == {"username": KEY_USER, "uid": "",
+                          "groups": sorted([*KEY_GROUPS, "system:authenticated"]), "extra": {}}
+    # and without a credential the forged headers do not make an identity either
+    st, _ = fk.self_subject_review(None, headers=FORGED)
+    assert st == 401
+
+
+@pytest.mark.parametrize("cert", ["intruder", "client-as-proxy", None])
+def test_kube_ignores_frontgates_headers_without_the_allowed_proxy_cert(front, keys, cert):
+    """The front-proxy CA's certificate with a CN kube does not allow, a client-CA certificate
+    with the allowed CN, or none: kube does not read X-Remote-* from such a connection."""
+    fk = front(client_cert=cert)
+    st, info = fk.self_subject_review(keys[KEY_USER])
+    if cert == "client-as-proxy":
+        # kube authenticates the certificate itself as a user, not as a front proxy
+        assert st == 201 and info["username"] == "frontgate-proxy", info
+        assert KEY_USER not in json.dumps(info)
+    else:
+        assert st in (401, 403), info
+        assert KEY_USER not in info.decode(), info
+    # the same frontgate with the allowed certificate works: the certificate made the difference
+    good = front()
+    st, info = good.self_subject_review(keys[KEY_USER])
+    assert st == 201 and info["username"] == KEY_USER
