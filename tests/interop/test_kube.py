@@ -12,6 +12,8 @@ authenticated, RBAC answers come from kube's authorizer, TokenReviews from kube'
   extra whose key needs percent-encoding in the X-Remote-Extra- name, and one admitted by
   tokenReview (user, uid, groups, extra exactly as kube's TokenReview reported them).
 - RBAC: a Role in namespace a bound to a key's user: 200 there, 403 in b, kube naming that user.
+  A key file's system:masters never reaches kube (dropGroups); Impersonate-* headers pass and
+  kube authorizes them against frontgate's identity.
 - A watch streams events through frontgate and outlives frontgate's header/idle timeouts.
 - tokenReview: audiences honoured; a deleted service account's token is refused once the cache
   entry expires.
@@ -35,6 +37,7 @@ from kube_env import FrontKube, KubeCluster, LineReader, frontgate_config, poll
 KEY_USER = "ci-bot"
 KEY_GROUPS = ("interop-devs", "deployers")
 RBAC_USER = "rbac-bot"
+MASTERS_USER = "masters-bot"
 JWT_AUD = "frontgate-jwt"
 TR_AUD = "frontgate-tr"
 EXTRA_KEY = "interop.example.com/token:id;(jti)=%x"
@@ -55,12 +58,13 @@ def kube(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keys():
-    return {KEY_USER: new_key(), RBAC_USER: new_key()}
+    return {KEY_USER: new_key(), RBAC_USER: new_key(), MASTERS_USER: new_key()}
 
 
 def keys_file(keys):
     return "\n".join([key_line(KEY_USER, keys[KEY_USER], KEY_GROUPS),
-                      key_line(RBAC_USER, keys[RBAC_USER])]) + "\n"
+                      key_line(RBAC_USER, keys[RBAC_USER]),
+                      key_line(MASTERS_USER, keys[MASTERS_USER], ("system:masters", "masters-team"))]) + "\n"
 
 
 def jwt_authenticator(kube):
@@ -128,6 +132,18 @@ def review(kube, token, audiences):
                        "spec": {"token": token, "audiences": audiences}})
     assert r.status == 201, r
     return r.json()["status"]
+
+
+def until(fn, ok, timeout, what):
+    """fn() again until ok(its result) (kube's RBAC caches take a moment); returns that result."""
+    box = []
+
+    def attempt():
+        box[:] = [fn()]
+        return ok(box[0])
+
+    poll(attempt, timeout, what)
+    return box[0]
 
 
 def norm(info):
@@ -204,8 +220,8 @@ def test_rbac_role_in_a_allows_the_key_user_there_only(kube, front, keys):
                             "name": "pod-reader"}})
     fk = front()
     tok = keys[RBAC_USER]
-    ok = poll(lambda: (lambda r: r if r.status == 200 else None)(
-        fk.request("GET", "/api/v1/namespaces/a/pods", tok)), 20, "list pods in a")
+    ok = until(lambda: fk.request("GET", "/api/v1/namespaces/a/pods", tok),
+               lambda r: r.status == 200, 20, "list pods in a")
     assert ok.json()["kind"] == "PodList"
     denied = fk.request("GET", "/api/v1/namespaces/b/pods", tok)
     assert denied.status == 403, denied
@@ -219,6 +235,48 @@ def test_rbac_role_in_a_allows_the_key_user_there_only(kube, front, keys):
     # the other key's user has no binding: kube refuses it in a too
     other = fk.request("GET", "/api/v1/namespaces/a/pods", keys[KEY_USER])
     assert other.status == 403 and KEY_USER in other.json()["message"], other
+
+
+def test_system_masters_from_a_key_file_never_reaches_kube(front, keys):
+    """dropGroups (default: kcp's list, system:masters first): kube sees the key's other group
+    only, and its authorizer treats the user as an ordinary one."""
+    fk = front()
+    tok = keys[MASTERS_USER]
+    info = norm(fk.whoami(tok))
+    assert info["username"] == MASTERS_USER
+    assert info["groups"] == ["masters-team", "system:authenticated"]
+    r = fk.request("GET", "/api/v1/secrets", tok)
+    assert r.status == 403 and f'User "{MASTERS_USER}"' in r.json()["message"], r
+
+
+def test_impersonation_headers_are_kubes_to_authorize(kube, front, keys):
+    """Impersonate-* pass through frontgate; kube decides on them with frontgate's identity as
+    the impersonator: refused without the verb, honoured once RBAC grants it."""
+    fk = front()
+    tok = keys[KEY_USER]
+    imp = {"Impersonate-User": "someone-else", "Impersonate-Group": "system:masters"}
+    st, body = fk.self_subject_review(tok, headers=imp)
+    assert st == 403, body
+    msg = json.loads(body)["message"]
+    assert f'User "{KEY_USER}" cannot impersonate' in msg, msg
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "impersonate-someone"},
+                "rules": [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"],
+                           "resourceNames": ["someone-else"]}]})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "impersonate-someone"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                              "name": KEY_USER}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "impersonate-someone"}})
+    only_user = {"Impersonate-User": "someone-else"}
+    st, info = until(lambda: fk.self_subject_review(tok, headers=only_user),
+                     lambda r: r[0] == 201, 20, "impersonation allowed by RBAC")
+    assert info["username"] == "someone-else"
+    assert sorted(info["groups"]) == ["system:authenticated"]
+    # the group kube was not told it may impersonate stays refused
+    st, body = fk.self_subject_review(tok, headers=imp)
+    assert st == 403, body
 
 
 # ---------------------------------------------------------------------------
