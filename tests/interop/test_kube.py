@@ -16,7 +16,7 @@ authenticated, RBAC answers come from kube's authorizer, TokenReviews from kube'
   kube authorizes them against frontgate's identity.
 - A watch streams events through frontgate and outlives frontgate's header/idle timeouts.
 - tokenReview: audiences honoured; a deleted service account's token is refused once the cache
-  entry expires.
+  entry expires; kube's 403 to frontgate's own review request is a 401, not cached.
 - Forged X-Remote-* headers (several spellings) never reach kube; kube honours frontgate's headers
   only because of its client certificate (a CN not allowed, or a certificate from the client CA,
   and kube ignores them).
@@ -83,14 +83,15 @@ def jwt_authenticator(kube):
 """
 
 
-def tr_authenticator(kube, cache="1s"):
+def tr_authenticator(kube, cache="1s", caller=None):
+    caller = caller or kube.reviewer
     return f"""\
   - name: sa-review
     tokenReview:
       url: {kube.url}
       caFile: {kube.serving_ca.path}
-      clientCertFile: {kube.reviewer[0]}
-      clientKeyFile: {kube.reviewer[1]}
+      clientCertFile: {caller[0]}
+      clientKeyFile: {caller[1]}
       audiences: [{TR_AUD}]
       cacheTTL: {cache}
       negativeCacheTTL: {cache}
@@ -359,6 +360,23 @@ def test_token_review_honours_audiences_and_forgets_deleted_accounts(kube, front
          "kube refuses the deleted account's token")
     poll(lambda: fk.self_subject_review(token)[0] == 401, 20,
          "frontgate refuses the deleted account's token after cacheTTL")
+
+
+def test_token_review_caller_kube_forbids_is_401_and_not_cached(kube, front):
+    """frontgate's TokenReview credential without create tokenreviews: kube answers 403 to the
+    review itself; the client gets frontgate's 401, and once RBAC grants the verb the same token
+    is admitted (the refusal of frontgate's request was not cached as the token's)."""
+    caller = kube.client_ca.leaf("reviewer-late", "frontgate-reviewer-late", client=True)
+    fk = front(tr_authenticator(kube, "30s", caller=caller), ("sa-review",))
+    token = sa_token(kube, "reviewed-late", TR_AUD)
+    st, body = fk.self_subject_review(token)
+    assert st == 401, body
+    fk.fg.wait_log(r"tokenReview sa-review: the API server answered HTTP 403", timeout=5)
+    kube.kubectl("create", "clusterrolebinding", "interop-reviewer-late",
+                 "--clusterrole=system:auth-delegator", "--user=frontgate-reviewer-late")
+    st, info = until(lambda: fk.self_subject_review(token), lambda r: r[0] == 201, 20,
+                     "admitted once kube lets frontgate review")
+    assert info["username"] == "system:serviceaccount:sa:reviewed-late"
 
 
 # ---------------------------------------------------------------------------
