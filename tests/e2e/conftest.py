@@ -563,8 +563,9 @@ class Frontgate:
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def hup(self, expect_ok=True, timeout=5.0):
-        """SIGHUP; waits for the reload outcome and returns that log line."""
+    def hup(self, expect_ok=True, timeout=20.0):
+        """SIGHUP; waits for the reload outcome (up to 20 s: a ThreadSanitizer build on a loaded
+        machine took more than 5) and returns that log line."""
         start = self.nlines()
         self.proc.send_signal(signal.SIGHUP)
         m = self.wait_log(
