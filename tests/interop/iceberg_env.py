@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, peer_path
+from conftest import REPO, fg_e2e, peer_path
 
 WAREHOUSE = "lake"
 # the catalog's routes start with /v1/namespaces: to frontgate, that is the warehouse id
@@ -123,27 +123,6 @@ class IcebergRest:
 
 # ---------------------------------------------------------------------------
 # the relay: what reached the catalog
-
-
-class Recorded:
-    """One request head as the catalog received it."""
-
-    def __init__(self, method, target, headers):
-        self.method = method
-        self.target = target
-        self.path = target.split("?", 1)[0]
-        self.headers = headers  # [(name, value)] in wire order
-
-    def values(self, name):
-        n = name.lower()
-        return [v for k, v in self.headers if k.lower() == n]
-
-    def value(self, name):
-        vals = self.values(name)
-        return vals[0] if vals else None
-
-    def __repr__(self):
-        return f"<{self.method} {self.target} {[k for k, _ in self.headers]}>"
 
 
 class _Tee:
@@ -257,9 +236,9 @@ class RecordingRelay:
             if head is None:
                 return
             lines = head[:-4].decode("latin-1").split("\r\n")
-            method, target, _ = lines[0].split(" ", 2)
+            method, target, version = lines[0].split(" ", 2)
             headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:])]
-            rec = Recorded(method, target, headers)
+            rec = fg_e2e.Recorded(method, target, version, headers)  # tests/e2e's record of a head
             with self._cond:
                 self.requests.append(rec)
                 self._cond.notify_all()
