@@ -388,7 +388,7 @@ static void on_jwks(void *arg, const struct fg_fetch_resp *r)
 /* The JWKS is asked for as RFC 7517's application/jwk-set+json too: kube-apiserver's
  * /openid/v1/jwks answers 406 to an Accept of application/json alone. */
 #define ACCEPT_DISCOVERY "application/json"
-#define ACCEPT_JWKS "application/jwk-set+json, application/json"
+#define ACCEPT_JWKS      "application/jwk-set+json, application/json"
 
 static void fetch(struct fg_oidc *o, const char *url, const char *accept, fg_fetch_done done)
 {
