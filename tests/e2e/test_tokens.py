@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from conftest import FRONTGATE_BIN, closed_port, key_line, request
+from conftest import FRONTGATE_BIN, Broker, closed_port, key_line, request
 from lake_env import (  # noqa: F401 (fixtures)
     ALICE_GROUPS, ANALYTICS, AUTHENTICATED, catalog_factory, lake, lake_factory)
 from test_oidc import authenticator_yaml, echo_shard, idp_factory, pki  # noqa: F401 (fixtures)
@@ -290,69 +290,6 @@ def test_wrong_id_and_wrong_secret_cost_the_same(lake):
 
 # ---------------------------------------------------------------------------
 # 2. frontgate broker
-
-
-class Broker:
-    def __init__(self, token_file, *args, port=None):
-        self.port = port or closed_port()
-        self.listen = f"127.0.0.1:{self.port}"
-        argv = [FRONTGATE_BIN, "broker", "--token-file", str(token_file), "--listen", self.listen, *args]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self._lines = queue.Queue()
-        self.log = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for ln in iter(self.proc.stderr.readline, b""):
-            self._lines.put(ln.decode("utf-8", "replace"))
-        self._lines.put(None)
-
-    def wait_log(self, pattern, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            for ln in self.log:
-                if re.search(pattern, ln):
-                    return ln
-            try:
-                ln = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"the broker never logged {pattern!r}: {self.log}")
-            if ln is None:
-                raise AssertionError(f"the broker exited (rc={self.proc.wait(5)}) before {pattern!r}: {self.log}")
-            self.log.append(ln)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the broker never logged {pattern!r}: {self.log}")
-
-    def started(self):
-        self.wait_log(rf"broker listening on http://127\.0\.0\.1:{self.port}\b")
-        return self
-
-    def wait_exit(self, timeout=10.0):
-        rc = self.proc.wait(timeout)
-        out = self.proc.stdout.read().decode()
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            try:
-                ln = self._lines.get(timeout=0.5)
-            except queue.Empty:
-                break
-            if ln is None:
-                break
-            self.log.append(ln)
-        return rc, out + "".join(self.log)
-
-    def request(self, method, path="/token", body=None, headers=None):
-        return request(self.port, method, path, headers or {}, body)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @pytest.fixture

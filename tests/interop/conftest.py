@@ -8,7 +8,6 @@ peer is missing fails with the variable's name, it is never skipped.
 """
 import importlib.util
 import os
-import re
 import socket
 
 import pytest
@@ -32,19 +31,6 @@ frontgate_factory = fg_e2e.frontgate_factory
 pytest_configure = fg_e2e.pytest_configure
 
 
-def _versions():
-    out = {}
-    with open(os.path.join(HERE, "versions")) as f:
-        for line in f:
-            m = re.match(r"([A-Z][A-Z0-9_]*)=(\S*)", line)
-            if m:
-                out[m.group(1)] = m.group(2)
-    return out
-
-
-VERSIONS = _versions()
-
-
 def peer_path(var):
     """The path a peer script exported as `var`; fails the test (never skips) when it is unset."""
     p = os.environ.get(var)
@@ -59,18 +45,3 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_port(port, proc=None, timeout=60.0, what="peer"):
-    """Waits until 127.0.0.1:port accepts; fails early if proc has exited."""
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"{what} exited with status {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")

@@ -10,8 +10,6 @@ maps onto frontgate's warehouse routing: see iceberg_env's docstring.
 """
 import json
 import secrets
-import subprocess
-import time
 import uuid
 import warnings
 
@@ -24,7 +22,7 @@ with warnings.catch_warnings():  # PyIceberg's and pydantic's deprecation warnin
     from pyiceberg.catalog import load_catalog
     from pyiceberg.exceptions import ForbiddenError, OAuthError, UnauthorizedError
 
-from conftest import FRONTGATE_BIN, free_port, key_line, new_key, request
+from conftest import fg_e2e, free_port, key_line, new_key, request
 from iceberg_env import (WAREHOUSE, IcebergRest, RecordingRelay, duckdb_connect, fake_apiserver, fake_catalog,
                          iceberg_config, sql_quote)
 
@@ -235,9 +233,9 @@ def test_duckdb_with_frontgate_broker_and_a_service_account_token(lake_factory, 
 
         token_file = tmp_path / "sa-token"
         token_file.write_text(sa + "\n")
-        broker = BrokerProcess(token_file)
+        broker = fg_e2e.Broker(token_file).started()
         mark = relay.mark()
-        con = duckdb_attach(tmp_path, broker.url + "/token", "duckling", "unused", lake.url)
+        con = duckdb_attach(tmp_path, f"http://{broker.listen}/token", "duckling", "unused", lake.url)
         rows = con.execute(f"SELECT id, city FROM lake.{ns}.cities ORDER BY id").fetchall()
         assert rows == list(zip(ROWS["id"], ROWS["city"]))
 
@@ -254,37 +252,6 @@ def test_duckdb_with_frontgate_broker_and_a_service_account_token(lake_factory, 
         if broker:
             broker.stop()
         apiserver.stop()
-
-
-class BrokerProcess:
-    """`frontgate broker` on a free loopback port (it takes --listen, not port 0)."""
-
-    def __init__(self, token_file):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([FRONTGATE_BIN, "broker", "--token-file", str(token_file),
-                                      "--listen", f"127.0.0.1:{self.port}"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if request(self.port, "GET", "/healthz", timeout=1).status == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"frontgate broker did not answer /healthz on {self.port} (exit {self.proc.poll()})")
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 # ---------------------------------------------------------------------------
