@@ -188,6 +188,7 @@ static void req_cleanup(struct fg_conn *c)
     struct fg_req *r = &c->req;
     fg_identity_unref(r->identity);
     r->identity = NULL;
+    fg_union_clear(&r->un);
     if (r->snap) {
         fg_snapshot_unref(r->snap);
         r->snap = NULL;
@@ -223,10 +224,8 @@ void fg_conn_close(struct fg_conn *c)
             c->req.status = c->req.resp_started ? 0 : 499; /* the client went away */
         fg_access_log(c);
     }
-    if (c->req.auth_parked && fg_authn_cancel(&c->req.waiter)) {
-        c->req.auth_parked = 0;
+    if (fg_union_cancel(&c->req.un))
         c->holds--; /* withdrawn: no post will come back for it */
-    }
     req_cleanup(c);
     if (c->up) {
         struct fg_upconn *u = c->up;

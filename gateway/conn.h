@@ -24,6 +24,8 @@
 #include "sanitize.h"
 #include "worker.h"
 
+#include "../auth/union.h"
+
 enum conn_state {
     CS_HEAD,     /* reading a request head (or idle between requests) */
     CS_DISPATCH, /* head complete: routing, authenticating, waiting for a shard */
@@ -43,15 +45,11 @@ struct fg_req {
 
     struct fg_snapshot *snap;
     struct fg_route_match match;
-    int local; /* answered by frontgate itself */
-    struct fg_identity *identity;
-    const char *authn;  /* name of the admitting authenticator */
-    const char *reason; /* why authentication failed, for the log */
-    int bearer_validated;
-    struct fg_authn_waiter waiter;
-    size_t authn_next; /* position in union(global, workspace) */
-    int auth_parked;   /* an authenticator holds the waiter (and a hold on the conn) */
-    int unknown_ws;    /* authenticate only to choose 401 or 403 */
+    int local;                    /* answered by frontgate itself */
+    struct fg_identity *identity; /* the policy's identity; NULL when nobody authenticated */
+    const char *authn;            /* name of the admitting authenticator */
+    const char *reason;           /* why authentication failed, for the log */
+    struct fg_union un;           /* union(global, workspace type) for this request */
 
     int status; /* response status, for the log */
     int logged;
@@ -86,21 +84,7 @@ struct fg_conn {
     struct event *kick; /* resumes parsing from the loop's top level */
     struct fg_upconn *up;
     struct fg_req req;
-    /*
-     * The bearer last admitted on this connection: a keep-alive client sends the
-     * same token again and again, and it gets the same identity without the cache
-     * key's HMAC and lookup, for as long as the authenticator's cache vouches for
-     * it (reuse_until_ms) and the snapshot is the same. Wiped when replaced or closed.
-     */
-    struct {
-        char *token;
-        size_t len;
-        struct fg_identity *raw;
-        size_t member;
-        uint32_t ctx;
-        uint64_t generation;
-        uint64_t until_ms;
-    } memo;
+    struct fg_union_memo memo; /* the bearer last admitted on this connection (union.h) */
     /* a request frontgate answers itself after reading its (small) body */
     void (*local_done)(struct fg_conn *c, const char *body, size_t len);
     struct fg_buf local_body;

@@ -10,10 +10,12 @@
 #include "tokenep.h"
 
 #include "../auth/identity.h"
+#include "../auth/union.h"
 #include "../auth/mint.h"
 
 #include <event2/buffer.h>
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,26 +76,6 @@ static int local_endpoint(struct fg_conn *c, const char *path, size_t len)
 
 /* ---- authentication ------------------------------------------------------- */
 
-static size_t nmembers(const struct fg_req *r)
-{
-    size_t n = r->snap->nglobal;
-    if (!r->unknown_ws && r->match.ws && r->match.ws->type != FG_WS_NO_TYPE)
-        n += r->snap->wstypes[r->match.ws->type].nauthns;
-    return n;
-}
-
-static struct fg_authn *member(const struct fg_req *r, size_t i)
-{
-    if (i < r->snap->nglobal)
-        return r->snap->global[i];
-    return r->snap->wstypes[r->match.ws->type].authns[i - r->snap->nglobal];
-}
-
-static int required(const struct fg_req *r)
-{
-    return nmembers(r) > 0;
-}
-
 static void unauthorized(struct fg_conn *c)
 {
     fg_conn_respond_status(c, 401, "Unauthorized", unauthorized_msg);
@@ -108,207 +90,81 @@ static void forbidden_ws(struct fg_conn *c)
                                : "forbidden: workspace access not permitted");
 }
 
-/* Applies the identity policy for the member that admitted it. 0, or -1 with r->reason. */
-static int apply_policy(struct fg_req *r, struct fg_identity *raw, size_t member_idx)
+void fg_proxy_forget(struct fg_conn *c)
 {
-    const struct fg_config *cfg = r->snap->cfg;
-    struct fg_identity *id;
-    if (!fg_identity_header_safe(raw)) {
-        /* the policy must judge the very bytes the shard will read */
-        r->reason = "identity contains characters not allowed in a header";
-        return -1;
-    }
-    if (member_idx < r->snap->nglobal) {
-        id = fg_identity_global_view(raw, cfg->drop_groups, cfg->ndrop_groups);
-    } else {
-        const char *why = NULL;
-        id = fg_identity_policy_workspace(raw, r->match.ws->cluster, &why);
-        if (id == NULL) {
-            r->reason = why;
-            return -1;
-        }
-    }
-    if (!fg_identity_header_safe(id)) {
-        fg_identity_unref(id);
-        r->reason = "identity contains characters not allowed in a header";
-        return -1;
-    }
-    r->identity = id;
-    return 0;
+    fg_union_memo_clear(&c->memo);
 }
 
 static void forward(struct fg_conn *c);
 
-/* After the union: answer, or go on to the shard. */
-static void auth_done(struct fg_conn *c)
+/* The union's final verdict: answer, or go on to the shard. */
+static void auth_done(struct fg_conn *c, enum fg_union_verdict v)
 {
     struct fg_req *r = &c->req;
-    if (r->unknown_ws) {
-        /* Only an authenticated caller may learn that a workspace does not exist. */
-        if (r->identity)
-            forbidden_ws(c);
-        else
-            unauthorized(c);
-        return;
-    }
-    if (r->identity == NULL && required(r)) {
-        if (r->reason == NULL)
-            r->reason =
-                r->f.auth_idx < 0 ? "no credentials" : "no authenticator accepted the credentials";
+    r->identity = r->un.identity; /* the request owns it from here (req_cleanup) */
+    r->un.identity = NULL;
+    r->authn = r->un.authn;
+    r->reason = r->un.reason;
+    switch (v) {
+    case FG_UNION_ADMIT:
+        forward(c);
+        break;
+    case FG_UNION_FORBIDDEN:
+        forbidden_ws(c);
+        break;
+    default:
         unauthorized(c);
-        return;
+        break;
     }
-    forward(c);
 }
 
-static void credential(const struct fg_req *r, struct fg_credential *cred)
+static void auth_verdict(struct fg_conn *c, enum fg_union_verdict v)
 {
-    memset(cred, 0, sizeof(*cred));
+    if (v == FG_UNION_PENDING)
+        fg_conn_hold(c); /* released when the answer comes back (auth_resume) */
+    else
+        auth_done(c, v);
+}
+
+/* Runs union(global, workspace type) for the request. */
+static void auth_start(struct fg_conn *c)
+{
+    struct fg_req *r = &c->req;
+    const struct fg_snapshot *s = r->snap;
+    struct fg_union_spec *sp = &r->un.spec;
+    sp->global = s->global;
+    sp->nglobal = s->nglobal;
+    sp->ctx = UINT32_MAX; /* the global list alone */
+    if (!sp->unknown_ws && r->match.ws && r->match.ws->type != FG_WS_NO_TYPE) {
+        const struct fg_wstype_rt *t = &s->wstypes[r->match.ws->type];
+        sp->ws = t->authns;
+        sp->nws = t->nauthns;
+        sp->ctx = r->match.ws->type;
+        sp->cluster = r->match.ws->cluster;
+    }
+    sp->drop_groups = s->cfg->drop_groups;
+    sp->ndrop_groups = s->cfg->ndrop_groups;
+    sp->authorization_present = r->f.auth_idx >= 0;
     if (r->f.auth_idx >= 0) {
         size_t len;
         const char *v = fg_req_header(r, r->f.auth_idx, &len);
-        fg_bearer_from_header(v, len, &cred->bearer, &cred->bearer_len);
+        fg_bearer_from_header(v, len, &sp->cred.bearer, &sp->cred.bearer_len);
     }
-}
-
-/* The member list a request's union runs: the global one, or with a workspace type's. */
-static uint32_t union_ctx(const struct fg_req *r)
-{
-    if (r->unknown_ws || r->match.ws == NULL || r->match.ws->type == FG_WS_NO_TYPE)
-        return UINT32_MAX;
-    return r->match.ws->type;
-}
-
-void fg_proxy_forget(struct fg_conn *c)
-{
-    if (c->memo.token) {
-        OPENSSL_cleanse(c->memo.token, c->memo.len);
-        free(c->memo.token);
-    }
-    fg_identity_unref(c->memo.raw);
-    memset(&c->memo, 0, sizeof(c->memo));
-}
-
-static void remember(struct fg_conn *c, const struct fg_credential *cred, struct fg_identity *raw,
-                     size_t member, uint64_t until)
-{
-    fg_proxy_forget(c);
-    c->memo.token = fg_strndup(cred->bearer, cred->bearer_len);
-    c->memo.len = cred->bearer_len;
-    c->memo.raw = fg_identity_ref(raw);
-    c->memo.member = member;
-    c->memo.ctx = union_ctx(&c->req);
-    c->memo.generation = c->req.snap->generation;
-    c->memo.until_ms = until;
-}
-
-/* The remembered identity for this credential, or NULL. */
-static struct fg_identity *recall(struct fg_conn *c, const struct fg_credential *cred,
-                                  size_t *member)
-{
-    if (c->memo.raw == NULL || cred->bearer_len != c->memo.len ||
-        c->memo.generation != c->req.snap->generation || c->memo.ctx != union_ctx(&c->req) ||
-        fg_now_ms() >= c->memo.until_ms ||
-        CRYPTO_memcmp(cred->bearer, c->memo.token, c->memo.len) != 0)
-        return NULL;
-    *member = c->memo.member;
-    return fg_identity_ref(c->memo.raw);
-}
-
-/* Handles one member's answer; returns 1 when the union is finished. */
-static int auth_result(struct fg_conn *c, struct fg_authn_result *res, size_t i)
-{
-    struct fg_req *r = &c->req;
-    struct fg_authn *a = member(r, i);
-    switch (res->status) {
-    case FG_AUTHN_OK: {
-        if (res->reuse_until_ms > fg_now_ms()) {
-            struct fg_credential cred;
-            credential(r, &cred);
-            if (cred.bearer)
-                remember(c, &cred, res->identity, i, res->reuse_until_ms);
-        }
-        int rc = apply_policy(r, res->identity, i);
-        fg_identity_unref(res->identity);
-        if (rc == 0) {
-            r->reason = NULL;
-            r->authn = a->name;
-            r->bearer_validated = 1;
-        }
-        return 1; /* an admitted identity the policy rejects is a failure, not "next" */
-    }
-    case FG_AUTHN_REJECTED:
-        r->reason = res->reason;
-        return 0;
-    case FG_AUTHN_NOT_MINE:
-        if (r->reason == NULL)
-            r->reason = res->reason; /* e.g. a malformed JWT: nobody's, but say why */
-        return 0;
-    default:
-        return 0;
-    }
-}
-
-static void auth_step(struct fg_conn *c)
-{
-    struct fg_req *r = &c->req;
-    struct fg_credential cred;
-    credential(r, &cred);
-    size_t n = nmembers(r);
-    if (cred.bearer == NULL && n > 0) {
-        auth_done(c);
-        return;
-    }
-    size_t m;
-    struct fg_authn_result hit = {0};
-    if (r->authn_next == 0 && (hit.identity = recall(c, &cred, &m)) != NULL) {
-        hit.status = FG_AUTHN_OK; /* this connection presented the same token before */
-        r->authn_next = m + 1;
-        auth_result(c, &hit, m);
-        auth_done(c);
-        return;
-    }
-    while (r->authn_next < n) {
-        size_t i = r->authn_next;
-        struct fg_authn_result res;
-        enum fg_authn_status st = fg_authn_run(member(r, i), &cred, &res, &r->waiter);
-        if (st == FG_AUTHN_PENDING) {
-            r->auth_parked = 1;
-            fg_conn_hold(c); /* released when the answer comes back (auth_resume) */
-            return;
-        }
-        r->waiter.no_park = 0;
-        r->authn_next++;
-        if (auth_result(c, &res, i))
-            break;
-    }
-    auth_done(c);
+    sp->memo = &c->memo;
+    sp->generation = s->generation;
+    auth_verdict(c, fg_union_start(&r->un));
 }
 
 /* A parked authentication answered; runs on the connection's worker. */
 static void auth_resume(struct fg_authn_waiter *w)
 {
-    struct fg_conn *c = (struct fg_conn *)((char *)w - offsetof(struct fg_conn, req.waiter));
-    struct fg_req *r = &c->req;
-    struct fg_authn_result res = w->result;
-    memset(&w->result, 0, sizeof(w->result));
-    w->cancel = NULL;
-    r->auth_parked = 0;
+    struct fg_conn *c = (struct fg_conn *)((char *)w - offsetof(struct fg_conn, req.un.waiter));
     if (c->dead) {
-        fg_identity_unref(res.identity);
+        fg_union_abandon(&c->req.un);
         fg_conn_release(c);
         return;
     }
-    if (res.status == FG_AUTHN_RETRY) {
-        w->no_park = 1; /* e.g. fresh keys arrived: verify again, but do not wait again */
-        auth_step(c);
-    } else {
-        size_t i = r->authn_next++;
-        if (auth_result(c, &res, i))
-            auth_done(c);
-        else
-            auth_step(c);
-    }
+    auth_verdict(c, fg_union_resume(&c->req.un));
     fg_conn_flush(c);
     fg_conn_release(c);
 }
@@ -320,9 +176,9 @@ void fg_proxy_dispatch(struct fg_conn *c)
     struct fg_req *r = &c->req;
     fg_worker_sync_snapshot(c->w);
     r->snap = fg_snapshot_ref(c->w->snap);
-    r->waiter.done = auth_resume;
-    r->waiter.post = fg_worker_post_waiter;
-    r->waiter.owner = c->w;
+    r->un.waiter.done = auth_resume;
+    r->un.waiter.post = fg_worker_post_waiter;
+    r->un.waiter.owner = c->w;
     const char *target = r->msg.raw.data;
     size_t tlen = r->msg.first_len;
     const char *q = memchr(target, '?', tlen);
@@ -348,7 +204,7 @@ void fg_proxy_dispatch(struct fg_conn *c)
             forbidden_ws(c);
             return;
         }
-        r->unknown_ws = 1;
+        r->un.spec.unknown_ws = 1;
         break;
     case FG_ROUTE_UNAVAILABLE:
         /* Authenticated first, like an existing workspace, so existence does not leak. */
@@ -360,7 +216,7 @@ void fg_proxy_dispatch(struct fg_conn *c)
         fg_token_endpoint(c);
         return;
     }
-    auth_step(c);
+    auth_start(c);
 }
 
 /*
@@ -421,7 +277,7 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
         rules.keep_auth = 0;
         break;
     default:
-        rules.keep_auth = !r->bearer_validated; /* the shard checks what frontgate did not */
+        rules.keep_auth = r->identity == NULL; /* the shard checks what frontgate did not */
         break;
     }
     fg_sanitize_copy_headers(b, &r->msg, &rules);
