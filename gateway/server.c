@@ -155,9 +155,6 @@ static void worker_mailbox(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     struct fg_worker *w = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     __atomic_sub_fetch(&srv_global->running, 1, __ATOMIC_ACQ_REL);
     event_active(srv_global->wake, EV_TIMEOUT, 1);
@@ -508,8 +505,18 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
     evsignal_add(srv.sigterm, NULL);
     evsignal_add(srv.sigint, NULL);
     srv.running = (int)srv.nworkers;
+    /*
+     * Workers start with every signal blocked (a thread inherits its creator's mask), so
+     * SIGHUP, SIGTERM and SIGINT reach the main loop only. Blocking inside worker_main
+     * instead leaves a window in which a just-created worker takes the signal: seen as a
+     * SIGHUP with no reload under ThreadSanitizer on a loaded machine.
+     */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (size_t w = 0; w < srv.nworkers; w++)
         pthread_create(&srv.workers[w].thread, NULL, worker_main, &srv.workers[w]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         fg_log(FG_LOG_INFO, "listening on %s://%s", cfg->listeners[i].tls ? "https" : "http",
                bound[i]);
