@@ -44,7 +44,6 @@ struct tr_authn {
     int stopped;
 
     int busy;             /* atomic */
-    unsigned long sent;   /* atomic */
     pthread_mutex_t lock; /* guards flights */
     struct flight *flights;
 };
@@ -316,7 +315,6 @@ static void send_review(struct flight *fl)
     uint64_t now = tr->f->now_ms(tr->f);
     req.timeout_ms = fl->deadline_ms > now ? fl->deadline_ms - now : 1;
     req.max_response = MAX_RESPONSE;
-    __atomic_add_fetch(&tr->sent, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&tr->busy, 1, __ATOMIC_RELAXED);
     tr->f->fetch(tr->f, &req, on_review, fl);
     OPENSSL_cleanse(body, req.body_len);
@@ -565,9 +563,4 @@ struct fg_authn *fg_tokenreview_new(const char *name, const struct fg_tokenrevie
         free(probe);
     }
     return &tr->base;
-}
-
-unsigned long fg_tokenreview_sent(struct fg_authn *a)
-{
-    return __atomic_load_n(&((struct tr_authn *)a)->sent, __ATOMIC_RELAXED);
 }

@@ -43,7 +43,4 @@ struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
                                          const struct fg_tokenreview_cfg *cfg, const char *authn,
                                          const char **why);
 
-/* Reviews sent so far (for tests and metrics). */
-unsigned long fg_tokenreview_sent(struct fg_authn *a);
-
 #endif

@@ -148,12 +148,6 @@ size_t fg_fmt_hex(char *out, uint64_t v)
     return n;
 }
 
-void fg_buf_add_hex(struct fg_buf *b, uint64_t v)
-{
-    char tmp[17];
-    fg_buf_add(b, tmp, fg_fmt_hex(tmp, v));
-}
-
 void fg_buf_json_str(struct fg_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -41,9 +41,8 @@ void fg_buf_add(struct fg_buf *b, const void *p, size_t n);
 void fg_buf_adds(struct fg_buf *b, const char *s);
 void fg_buf_addc(struct fg_buf *b, char c);
 void fg_buf_printf(struct fg_buf *b, const char *fmt, ...) FG_PRINTF(2, 3);
-/* Appends v in decimal / lowercase hex (hot paths: no printf). */
+/* Appends v in decimal (hot paths: no printf). */
 void fg_buf_add_dec(struct fg_buf *b, uint64_t v);
-void fg_buf_add_hex(struct fg_buf *b, uint64_t v);
 /* Writes v in lowercase hex into out (at least 17 bytes); returns the length. */
 size_t fg_fmt_hex(char *out, uint64_t v);
 void fg_buf_vprintf(struct fg_buf *b, const char *fmt, va_list ap);

@@ -40,17 +40,6 @@ size_t fg_errs_print(const struct fg_errs *e, int log)
     return e->n;
 }
 
-char *fg_errs_join(const struct fg_errs *e)
-{
-    struct fg_buf b = {0};
-    for (size_t i = 0; i < e->n; i++) {
-        if (i)
-            fg_buf_addc(&b, '\n');
-        fg_buf_adds(&b, e->msgs[i]);
-    }
-    return fg_buf_take(&b);
-}
-
 void fg_errs_free(struct fg_errs *e)
 {
     for (size_t i = 0; i < e->n; i++)

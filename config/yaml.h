@@ -23,8 +23,6 @@ void fg_errs_vadd(struct fg_errs *e, const char *file, int line, int col, const 
                   va_list ap);
 /* Prints every error to the log (or stderr when log is 0) and returns the count. */
 size_t fg_errs_print(const struct fg_errs *e, int log);
-/* Joins all errors into one newline-separated string (caller frees). */
-char *fg_errs_join(const struct fg_errs *e);
 void fg_errs_free(struct fg_errs *e);
 
 enum fg_ykind { FG_Y_SCALAR, FG_Y_MAP, FG_Y_SEQ };

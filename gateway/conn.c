@@ -768,7 +768,6 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     struct fg_conn *c = fg_calloc(1, sizeof(*c));
     c->w = w;
     c->bev = bev;
-    c->listener = la->index;
     c->tls = ctx != NULL;
     c->eager = ctx == NULL;
     c->port = la->port;

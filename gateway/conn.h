@@ -67,7 +67,6 @@ struct fg_conn {
     struct bufferevent *bev;
     TAILQ_ENTRY(fg_conn) link;
     enum conn_state state;
-    size_t listener;
     int tls;
     int eager; /* plaintext: output is written at once, EV_WRITE armed only when the socket is full
                 */
@@ -111,7 +110,6 @@ struct fg_upconn {
     int got_bytes; /* any response byte arrived */
     int head_done;
     int msg_done; /* a final response completed */
-    int no_body;
     int throttled;
     int upgraded;
     int eager; /* see fg_conn.eager */

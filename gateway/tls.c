@@ -14,17 +14,6 @@ void fg_tls_init(void)
     OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
 }
 
-const char *fg_tls_error(void)
-{
-    static __thread char buf[256];
-    unsigned long e = ERR_get_error();
-    if (e == 0)
-        return "unknown TLS error";
-    ERR_error_string_n(e, buf, sizeof(buf));
-    ERR_clear_error();
-    return buf;
-}
-
 const char *fg_tls_bev_error(struct bufferevent *bev)
 {
     static __thread char buf[256];

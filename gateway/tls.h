@@ -27,7 +27,4 @@ struct bufferevent;
 /* The TLS error a bufferevent_openssl reported, as text (static). */
 const char *fg_tls_bev_error(struct bufferevent *bev);
 
-/* The first OpenSSL error on this thread's queue as text (static), and clears the queue. */
-const char *fg_tls_error(void);
-
 #endif

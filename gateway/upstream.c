@@ -190,7 +190,6 @@ static int on_headers_complete(http_parser *p)
     if (status == 101)
         u->upgraded = 1;
     int body = write_head(u, c, status);
-    u->no_body = !body;
     return body ? 0 : 1;
 }
 
@@ -293,7 +292,7 @@ void fg_up_release(struct fg_upconn *u, int reusable)
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
     fg_msg_reset(&u->msg);
-    u->got_bytes = u->head_done = u->msg_done = u->no_body = u->throttled = 0;
+    u->got_bytes = u->head_done = u->msg_done = u->throttled = 0;
     u->reused = 1;
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
     if (u->eager) {
