@@ -593,12 +593,7 @@ class Frontgate:
             if self._reader:
                 self._reader.join(2)
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
         if self._reader:
             self._reader.join(2)
 
@@ -825,12 +820,18 @@ class Broker:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc)
+
+
+
+def stop_process(proc, grace=5.0):
+    """SIGTERM, then SIGKILL if it is still there after grace seconds; reaps it."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def raw_request(port, data, method="GET", timeout=10.0):
