@@ -37,9 +37,14 @@ uint64_t fg_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/*
+ * The limits a connection works under: those of the snapshot its request pinned at
+ * dispatch while one is in flight (a reload never changes them under a request), else the
+ * worker's current ones (between requests, and while the next head is read).
+ */
 static const struct fg_limits *limits(const struct fg_conn *c)
 {
-    return &c->w->snap->cfg->limits;
+    return c->req.snap ? &c->req.snap->cfg->limits : &c->w->snap->cfg->limits;
 }
 
 static void timer_set(struct fg_conn *c, uint64_t ms)

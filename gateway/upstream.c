@@ -20,8 +20,12 @@
 
 #define FEED_MAX (64 * 1024)
 
+/* Serving a request: the limits of the snapshot it pinned (as conn.c reads them); idle in
+ * the pool: those of the snapshot that made the connection. */
 static const struct fg_limits *up_limits(const struct fg_upconn *u)
 {
+    if (u->conn && u->conn->req.snap)
+        return &u->conn->req.snap->cfg->limits;
     return &u->snap->cfg->limits;
 }
 
