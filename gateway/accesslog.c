@@ -1,6 +1,6 @@
 #include "accesslog.h"
 
-#include "conn.h"
+#include "exchange.h"
 
 #include <event2/event.h>
 #include <limits.h>
@@ -53,14 +53,14 @@ static const char *stamp(time_t now)
     return text;
 }
 
-void fg_access_log(struct fg_conn *c)
+void fg_access_log(struct fg_exchange *ex)
 {
-    struct fg_req *r = &c->req;
-    const struct fg_snapshot *snap = r->snap ? r->snap : c->w->snap;
+    struct fg_req *r = &ex->req;
+    const struct fg_snapshot *snap = r->snap ? r->snap : ex->w->snap;
     if (r->logged || !snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
         return;
     r->logged = 1;
-    struct fg_worker *w = c->w;
+    struct fg_worker *w = ex->w;
     struct fg_buf *bp = &w->access;
     size_t start = bp->len;
     if (start == 0 && w->access_flush)
@@ -97,7 +97,7 @@ void fg_access_log(struct fg_conn *c)
     }
     uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
     fg_buf_printf(bp, " dur_ms=%llu.%03llu bytes=%llu peer=%s\n", (unsigned long long)(dur / 1000),
-                  (unsigned long long)(dur % 1000), (unsigned long long)r->bytes_out, c->peer);
+                  (unsigned long long)(dur % 1000), (unsigned long long)r->bytes_out, ex->ci->peer);
     if (bp->len > PIPE_BUF && start > 0)
         flush(w, start); /* the earlier lines; this one waits for the end of the pass */
     if (w->access_flush == NULL)

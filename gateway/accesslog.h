@@ -15,10 +15,10 @@
 #ifndef FG_ACCESSLOG_H
 #define FG_ACCESSLOG_H
 
-struct fg_conn;
+struct fg_exchange;
 struct fg_worker;
 
-void fg_access_log(struct fg_conn *c);
+void fg_access_log(struct fg_exchange *ex);
 /* The worker's batch: set up before its loop runs; flushed and freed after it stops. */
 void fg_access_log_init(struct fg_worker *w);
 void fg_access_log_free(struct fg_worker *w);

@@ -1,8 +1,9 @@
 /*
- * conn.c - the client side: accept, TLS, HTTP/1.1 requests (heads by the
- * strict parser in h1.c, bodies by Content-Length or fg_chunked), keep-alive
- * and pipelining (one request at a time, answered in
- * order), timeouts, local responses, backpressure and the close paths.
+ * conn.c - the HTTP/1.1 client connection: accept, TLS, requests (heads by
+ * the strict parser in h1.c, bodies by Content-Length or fg_chunked),
+ * keep-alive and pipelining (one request at a time, answered in order),
+ * timeouts, response framing, backpressure and the close paths. An HTTP/2
+ * connection hands its bytes to h2.c.
  */
 #include "conn.h"
 
@@ -44,7 +45,7 @@ uint64_t fg_now_us(void)
  */
 static const struct fg_limits *limits(const struct fg_conn *c)
 {
-    return c->req.snap ? &c->req.snap->cfg->limits : &c->w->snap->cfg->limits;
+    return fg_ex_limits(&c->ex);
 }
 
 static void timer_set(struct fg_conn *c, uint64_t ms)
@@ -72,16 +73,13 @@ static void read_on(struct fg_conn *c, int on)
         bufferevent_disable(c->bev, EV_READ);
 }
 
+static void fg_conn_kick(struct fg_conn *c);
+static void fg_conn_unthrottle(struct fg_conn *c);
+static void start_closing(struct fg_conn *c);
+
 /* ---- request heads -------------------------------------------------------- */
 
 static void parse_error(struct fg_conn *c, int status);
-
-const char *fg_req_header(const struct fg_req *r, int idx, size_t *len)
-{
-    const struct fg_hdr *h = &r->msg.hdrs[idx];
-    *len = h->value_len;
-    return r->msg.raw.data + h->value;
-}
 
 /*
  * Looks for the end of the request head in the bytes that arrived since the
@@ -90,7 +88,7 @@ const char *fg_req_header(const struct fg_req *r, int idx, size_t *len)
  */
 static int read_head(struct fg_conn *c, struct evbuffer *in)
 {
-    struct fg_req *r = &c->req;
+    struct fg_req *r = &c->ex.req;
     size_t max = limits(c)->max_header_bytes, avail = evbuffer_get_length(in), end = 0;
     if (avail > max)
         avail = max;
@@ -125,50 +123,32 @@ static int read_head(struct fg_conn *c, struct evbuffer *in)
         parse_error(c, st);
         return -1;
     }
-    r->body_left = r->f.has_cl ? r->f.cl : 0;
+    c->body_left = r->f.has_cl ? r->f.cl : 0;
     if (r->f.chunked)
         fg_chunked_init(&c->chunked);
-    r->body_done = !r->f.chunked && r->body_left == 0;
+    r->body_done = !r->f.chunked && c->body_left == 0;
     return 1;
 }
 
-static void local_body_add(struct fg_conn *c, const char *at, size_t len)
+/* Hands up to the rest of a Content-Length body to the exchange; 1 when the shard is full. */
+static int read_cl_body(struct fg_conn *c, struct evbuffer *in)
 {
-    if (c->local_body.len + len > c->local_max)
-        c->local_too_big = 1;
-    else
-        fg_buf_add(&c->local_body, at, len);
-}
-
-/* Moves up to the rest of a Content-Length body: to the shard, a local handler, or away. */
-static void read_cl_body(struct fg_conn *c, struct evbuffer *in)
-{
-    struct fg_req *r = &c->req;
     size_t n = evbuffer_get_length(in);
-    if (n > r->body_left)
-        n = (size_t)r->body_left;
-    if (c->local_done) {
-        local_body_add(c, (const char *)evbuffer_pullup(in, (ssize_t)n), n);
-        evbuffer_drain(in, n);
-    } else if (c->up) {
-        evbuffer_remove_buffer(in, bufferevent_get_output(c->up->bev), n);
-        r->body_started = 1;
-    } else {
-        evbuffer_drain(in, n); /* answered locally: the body is discarded */
-    }
-    r->body_left -= n;
-    r->body_done = r->body_left == 0;
+    if (n > c->body_left)
+        n = (size_t)c->body_left;
+    c->body_left -= n;
+    int full = fg_ex_body_move(&c->ex, in, n);
+    if (c->body_left == 0)
+        fg_ex_body_end(&c->ex);
+    return full;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void conn_free(struct fg_conn *c)
 {
-    fg_buf_free(&c->req.msg.raw);
-    free(c->req.msg.hdrs);
-    fg_buf_free(&c->req.up_head);
-    fg_buf_free(&c->local_body);
-    fg_proxy_forget(c);
+    fg_ex_free(&c->ex);
+    fg_union_memo_clear(&c->memo);
     free(c);
 }
 
@@ -185,38 +165,7 @@ void fg_conn_release(struct fg_conn *c)
 
 static int req_in_flight(const struct fg_conn *c)
 {
-    return c->state != CS_HEAD || c->req.t_start_us != 0; /* a head has begun to arrive */
-}
-
-static void req_cleanup(struct fg_conn *c)
-{
-    struct fg_req *r = &c->req;
-    fg_identity_unref(r->identity);
-    r->identity = NULL;
-    fg_union_clear(&r->un);
-    if (r->snap) {
-        fg_snapshot_unref(r->snap);
-        r->snap = NULL;
-        __atomic_sub_fetch(&fg_state.requests, 1, __ATOMIC_RELAXED);
-    }
-}
-
-static void req_reset(struct fg_conn *c)
-{
-    struct fg_req *r = &c->req;
-    struct fg_msg msg = r->msg;
-    struct fg_buf up_head = r->up_head;
-    fg_msg_reset(&msg);
-    fg_buf_reset(&up_head);
-    /* Give back memory a big request needed; idle connections stay small. */
-    if (msg.raw.cap > 8192)
-        fg_buf_free(&msg.raw);
-    if (up_head.cap > 8192)
-        fg_buf_free(&up_head);
-    memset(r, 0, sizeof(*r));
-    r->msg = msg;
-    r->up_head = up_head;
-    r->f.host_idx = r->f.auth_idx = -1;
+    return c->state != CS_HEAD || c->ex.req.t_start_us != 0; /* a head has begun to arrive */
 }
 
 void fg_conn_close(struct fg_conn *c)
@@ -224,20 +173,8 @@ void fg_conn_close(struct fg_conn *c)
     if (c->dead)
         return;
     c->dead = 1;
-    if (c->state != CS_TUNNEL && c->req.snap && !c->req.resp_done) {
-        if (c->req.status == 0)
-            c->req.status = c->req.resp_started ? 0 : 499; /* the client went away */
-        fg_access_log(c);
-    }
-    if (fg_union_cancel(&c->req.un))
-        c->holds--; /* withdrawn: no post will come back for it */
-    req_cleanup(c);
-    if (c->up) {
-        struct fg_upconn *u = c->up;
-        c->up = NULL;
-        u->conn = NULL;
-        fg_up_close(u);
-    }
+    fg_conn_hold(c);
+    fg_ex_client_gone(&c->ex);
     event_free(c->timer);
     event_free(c->kick);
     if (c->eager)
@@ -248,8 +185,7 @@ void fg_conn_close(struct fg_conn *c)
     __atomic_sub_fetch(&fg_state.conns, 1, __ATOMIC_RELAXED);
     if (c->w->draining && c->w->nconns == 0)
         event_base_loopexit(c->w->base, NULL);
-    if (c->holds == 0)
-        conn_free(c);
+    fg_conn_release(c);
 }
 
 /*
@@ -264,7 +200,7 @@ static void flushed(struct fg_conn *c)
         fg_conn_close(c);
         return;
     }
-    if (!c->tls)
+    if (!c->ci.tls)
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     read_on(c, 1);
 }
@@ -280,14 +216,20 @@ static void start_closing(struct fg_conn *c)
         flushed(c);
 }
 
-/* ---- responses ------------------------------------------------------------ */
+/* ---- responses (struct fg_client_ops) ------------------------------------- */
 
-void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, const char *body,
-                     size_t body_len)
+static struct fg_conn *conn_of(struct fg_exchange *ex)
 {
-    struct fg_req *r = &c->req;
-    int has_body = r->f.chunked || (r->f.has_cl && r->f.cl > 0);
-    if (c->state == CS_HEAD || (!r->body_done && has_body) || !r->f.keepalive || c->w->draining)
+    return ex->client;
+}
+
+static void h1_respond(struct fg_exchange *ex, int status, const char *content_type,
+                       const char *body, size_t body_len)
+{
+    struct fg_conn *c = conn_of(ex);
+    struct fg_req *r = &ex->req;
+    if (c->state == CS_HEAD || (!r->body_done && fg_req_has_body(r)) || !r->f.keepalive ||
+        c->w->draining)
         c->close_after = 1;
     struct fg_buf b = {0};
     fg_buf_printf(&b,
@@ -302,84 +244,182 @@ void fg_conn_respond(struct fg_conn *c, int status, const char *content_type, co
         fg_buf_add(&b, body, body_len);
     bufferevent_write(c->bev, b.data, b.len);
     fg_buf_free(&b);
-    r->status = status;
-    r->resp_started = r->resp_done = 1;
-    r->bytes_out += body_len;
-    r->local = 1;
     if (c->state == CS_HEAD) {
         /* A malformed head: nothing more will be parsed on this connection. */
         c->linger = 1;
-        fg_access_log(c);
-        req_cleanup(c);
+        fg_access_log(ex);
         start_closing(c);
         return;
     }
-    if (!r->body_done) {
-        /* Not read: the connection closes after this response. */
-        r->body_done = r->body_abandoned = 1;
-        c->linger = 1;
-    }
-    fg_conn_maybe_finish(c);
+    if (!r->body_done)
+        c->linger = 1; /* not read: the connection closes after this response */
 }
 
-/* A malformed head or body: answer status (400, 413, 414, 417, 431, 501, 505) and close. */
-static void parse_error(struct fg_conn *c, int status)
+static void add_header(struct fg_buf *b, const struct fg_msg *m, const struct fg_hdr *h)
 {
-    fg_log(FG_LOG_DEBUG, "client %s: malformed request: %s", c->peer, fg_http_reason(status));
-    if (c->state == CS_FORWARD && c->req.resp_started) {
-        fg_conn_close(c);
-        return;
-    }
-    if (c->up) {
-        struct fg_upconn *u = c->up;
-        c->up = NULL;
-        u->conn = NULL;
-        fg_up_close(u);
-    }
-    c->state = CS_HEAD;
-    const char *msg = status == 431   ? "request header fields too large"
-                      : status == 414 ? "request URI too long"
-                      : status == 505 ? "HTTP version not supported"
-                      : status == 405 ? "method not allowed"
-                      : status == 417 ? "expectation failed"
-                      : status == 501 ? "method not implemented"
-                                      : "bad request";
-    const char *reason = status == 431   ? "RequestHeaderFieldsTooLarge"
-                         : status == 405 ? "MethodNotAllowed"
-                                         : "BadRequest";
-    fg_conn_respond_status(c, status, reason, msg);
+    fg_buf_add(b, m->raw.data + h->name, h->name_len);
+    fg_buf_add(b, ": ", 2);
+    fg_buf_add(b, m->raw.data + h->value, h->value_len);
+    fg_buf_add(b, "\r\n", 2);
 }
 
-/* ---- request completion --------------------------------------------------- */
-
-void fg_conn_maybe_finish(struct fg_conn *c)
+/* The shard's response head, framed for this client. */
+static void h1_head(struct fg_exchange *ex, const struct fg_resp_head *h)
 {
-    struct fg_req *r = &c->req;
-    if (c->dead || c->state == CS_TUNNEL || c->state == CS_CLOSING)
+    struct fg_conn *c = conn_of(ex);
+    struct fg_req *r = &ex->req;
+    const struct fg_msg *m = h->msg;
+    int status = h->status;
+    struct fg_buf b = {0};
+    fg_buf_adds(&b, "HTTP/1.1 ");
+    fg_buf_add_dec(&b, (uint64_t)status);
+    fg_buf_addc(&b, ' ');
+    if (h->reason)
+        fg_buf_add(&b, h->reason, h->reason_len);
+    else
+        fg_buf_adds(&b, fg_http_reason(status));
+    fg_buf_add(&b, "\r\n", 2);
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        const struct fg_hdr *hd = &m->hdrs[i];
+        if (hd->drop)
+            continue;
+        switch (hd->kind) {
+        case FG_HDR_CONNECTION:
+        case FG_HDR_HOP:
+        case FG_HDR_TRANSFER_ENCODING:
+        case FG_HDR_UPGRADE:
+            continue;
+        case FG_HDR_CONTENT_LENGTH:
+            if (status == 204 || (h->body && !h->length_known))
+                continue;
+            break;
+        default:
+            break;
+        }
+        add_header(&b, m, hd);
+    }
+    c->resp_chunked = 0;
+    if (status == 101) {
+        fg_buf_adds(&b, "Connection: Upgrade\r\n");
+        if (h->upgrade_idx >= 0)
+            add_header(&b, m, &m->hdrs[h->upgrade_idx]);
+    } else {
+        if (h->body && !h->length_known) {
+            if (r->line.minor >= 1) {
+                fg_buf_adds(&b, "Transfer-Encoding: chunked\r\n");
+                c->resp_chunked = 1;
+            } else {
+                c->close_after = 1; /* an HTTP/1.0 client reads until close */
+            }
+        }
+        if (!r->f.keepalive || c->w->draining)
+            c->close_after = 1;
+        if (c->close_after)
+            fg_buf_adds(&b, "Connection: close\r\n");
+        else if (r->line.minor == 0)
+            fg_buf_adds(&b, "Connection: keep-alive\r\n");
+    }
+    fg_buf_add(&b, "\r\n", 2);
+    bufferevent_write(c->bev, b.data, b.len);
+    fg_buf_free(&b);
+}
+
+/* 1 when the client's output is full; write_cb then fires once half of it went. */
+static int output_full(struct fg_conn *c)
+{
+    size_t max = limits(c)->max_buffer_bytes;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < max)
+        return 0;
+    bufferevent_setwatermark(c->bev, EV_WRITE, max / 2, 0);
+    return 1;
+}
+
+static int h1_body(struct fg_exchange *ex, const char *p, size_t n)
+{
+    struct fg_conn *c = conn_of(ex);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->resp_chunked) {
+        fg_chunk_head(out, n);
+        evbuffer_add(out, p, n);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, p, n);
+    }
+    return output_full(c);
+}
+
+static void h1_end(struct fg_exchange *ex)
+{
+    struct fg_conn *c = conn_of(ex);
+    if (c->resp_chunked)
+        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+    c->resp_chunked = 0;
+}
+
+static void h1_read_body(struct fg_exchange *ex)
+{
+    struct fg_conn *c = conn_of(ex);
+    struct fg_req *r = &ex->req;
+    if (r->f.expect_continue && fg_req_has_body(r) && r->line.minor >= 1 && !r->retried &&
+        !c->body_open)
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->body_open = 1;
+    if (!r->body_done)
+        fg_conn_kick(c);
+}
+
+static void h1_resume(struct fg_exchange *ex)
+{
+    fg_conn_unthrottle(conn_of(ex));
+}
+
+static void process_input(struct fg_conn *c);
+
+static void h1_tunnel(struct fg_exchange *ex)
+{
+    struct fg_conn *c = conn_of(ex);
+    if (!ex->req.body_done)
+        process_input(c); /* consume the end of the request head first */
+    if (c->dead)
         return;
-    if (r->resp_done && !r->body_done && c->state == CS_FORWARD) {
-        /* The shard answered before the client finished sending: close after. */
-        r->body_done = r->body_abandoned = 1;
+    c->state = CS_TUNNEL;
+    timer_clear(c);
+    fg_access_log(ex);
+    read_on(c, 1);
+    fg_conn_kick(c); /* bytes the client sent after its request head */
+}
+
+static int h1_tunnel_data(struct fg_exchange *ex, struct evbuffer *src)
+{
+    struct fg_conn *c = conn_of(ex);
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), src);
+    return output_full(c);
+}
+
+static void h1_tunnel_end(struct fg_exchange *ex)
+{
+    struct fg_conn *c = conn_of(ex);
+    c->linger = 0;
+    start_closing(c);
+}
+
+/* Both halves are done: the next request, or the close. */
+static void h1_finish(struct fg_exchange *ex)
+{
+    struct fg_conn *c = conn_of(ex);
+    struct fg_req *r = &ex->req;
+    if (r->body_abandoned) {
+        /* The client did not finish sending: its next bytes are not a request head. */
         c->close_after = 1;
         c->linger = 1;
     }
-    if (!r->resp_done || !r->body_done)
-        return;
-    fg_access_log(c);
-    if (c->up) {
-        struct fg_upconn *u = c->up;
-        c->up = NULL;
-        u->conn = NULL;
-        fg_up_release(u, !r->body_abandoned);
-    }
-    int close = c->close_after || c->w->draining;
-    req_cleanup(c);
     c->requests++;
-    if (close) {
+    c->body_open = 0;
+    if (c->close_after || c->w->draining) {
         start_closing(c);
         return;
     }
-    req_reset(c);
+    fg_ex_reset(ex);
     c->state = CS_HEAD;
     c->throttled = 0;
     read_on(c, 1);
@@ -391,55 +431,77 @@ void fg_conn_maybe_finish(struct fg_conn *c)
     }
 }
 
-void fg_conn_upstream_failed(struct fg_conn *c, const char *why)
+static void h1_abort(struct fg_exchange *ex)
 {
-    if (c->dead)
-        return;
-    fg_log(FG_LOG_WARN, "shard %s: %s",
-           c->req.snap ? c->req.snap->cfg->shards[c->req.match.shard].name : "?", why);
-    if (c->req.resp_started) {
-        fg_conn_close(c);
+    fg_conn_close(conn_of(ex));
+}
+
+static void h1_flush(struct fg_exchange *ex)
+{
+    fg_conn_flush(conn_of(ex));
+}
+
+static void h1_hold(struct fg_exchange *ex)
+{
+    fg_conn_hold(conn_of(ex));
+}
+
+static void h1_release(struct fg_exchange *ex)
+{
+    fg_conn_release(conn_of(ex));
+}
+
+static const struct fg_client_ops h1_ops = {
+    .respond = h1_respond,
+    .head = h1_head,
+    .body = h1_body,
+    .end = h1_end,
+    .read_body = h1_read_body,
+    .resume = h1_resume,
+    .tunnel = h1_tunnel,
+    .tunnel_data = h1_tunnel_data,
+    .tunnel_end = h1_tunnel_end,
+    .finish = h1_finish,
+    .abort = h1_abort,
+    .flush = h1_flush,
+    .hold = h1_hold,
+    .release = h1_release,
+};
+
+/* A malformed head or body: answer status (400, 413, 414, 417, 431, 501, 505) and close. */
+static void parse_error(struct fg_conn *c, int status)
+{
+    fg_log(FG_LOG_DEBUG, "client %s: malformed request: %s", c->ci.peer, fg_http_reason(status));
+    if (c->state == CS_EXCHANGE) {
+        fg_ex_client_error(&c->ex, status); /* a body: the exchange answers or aborts */
         return;
     }
-    if (c->up) {
-        struct fg_upconn *u = c->up;
-        c->up = NULL;
-        u->conn = NULL;
-        fg_up_close(u);
-    }
-    c->close_after = c->close_after || c->req.body_started;
-    fg_conn_respond_status(c, 502, "ServiceUnavailable", "the shard is unavailable");
+    const char *msg = status == 431   ? "request header fields too large"
+                      : status == 414 ? "request URI too long"
+                      : status == 505 ? "HTTP version not supported"
+                      : status == 405 ? "method not allowed"
+                      : status == 417 ? "expectation failed"
+                      : status == 501 ? "method not implemented"
+                                      : "bad request";
+    const char *reason = status == 431   ? "RequestHeaderFieldsTooLarge"
+                         : status == 405 ? "MethodNotAllowed"
+                                         : "BadRequest";
+    fg_ex_respond_status(&c->ex, status, reason, msg);
 }
 
 /* ---- input ---------------------------------------------------------------- */
 
-static void relay_tunnel(struct fg_conn *c)
+static void pause_reading(struct fg_conn *c)
 {
-    if (c->up == NULL)
-        return;
-    struct evbuffer *out = bufferevent_get_output(c->up->bev);
-    evbuffer_add_buffer(out, bufferevent_get_input(c->bev));
-    if (evbuffer_get_length(out) >= limits(c)->max_buffer_bytes) {
-        c->throttled = 1;
-        read_on(c, 0);
-        bufferevent_setwatermark(c->up->bev, EV_WRITE, limits(c)->max_buffer_bytes / 2, 0);
-    }
+    c->throttled = 1;
+    read_on(c, 0);
 }
 
 static void chunk_data(void *arg, const char *p, size_t n)
 {
     struct fg_conn *c = arg;
-    if (c->local_done) {
-        local_body_add(c, p, n);
-        return;
-    }
-    if (c->up == NULL || c->state != CS_FORWARD)
-        return;
-    struct evbuffer *out = bufferevent_get_output(c->up->bev);
-    fg_chunk_head(out, n);
-    evbuffer_add(out, p, n);
-    evbuffer_add(out, "\r\n", 2);
-    c->req.body_started = 1;
+    if (fg_ex_body(&c->ex, p, n))
+        c->throttled = 1; /* after this feed: read_on(c, 0) */
 }
 
 /* A chunked request body, decoded strictly by fg_chunked. Returns 0 to go on reading, -1 to stop.
@@ -451,46 +513,9 @@ static int feed_chunked(struct fg_conn *c, const char *data, size_t n, size_t *u
         parse_error(c, 400);
         return -1;
     }
-    if (res == FG_CHUNKED_DONE) {
-        if (c->up && c->state == CS_FORWARD)
-            evbuffer_add(bufferevent_get_output(c->up->bev), "0\r\n\r\n", 5);
-        c->req.body_done = 1; /* a pipelined request waits until this one is answered */
-    }
+    if (res == FG_CHUNKED_DONE)
+        fg_ex_body_end(&c->ex); /* a pipelined request waits until this one is answered */
     return 0;
-}
-
-static void local_answer(struct fg_conn *c)
-{
-    void (*done)(struct fg_conn *, const char *, size_t) = c->local_done;
-    c->local_done = NULL;
-    if (c->local_too_big)
-        done(c, NULL, 0); /* the handler answers in its own dialect */
-    else
-        done(c, c->local_body.data ? c->local_body.data : "", c->local_body.len);
-    if (c->local_body.data)
-        OPENSSL_cleanse(c->local_body.data, c->local_body.len); /* may hold a client secret */
-    fg_buf_free(&c->local_body);
-    c->local_too_big = 0;
-}
-
-void fg_conn_read_body(struct fg_conn *c, size_t max,
-                       void (*done)(struct fg_conn *c, const char *body, size_t len))
-{
-    struct fg_req *r = &c->req;
-    int has_body = r->f.chunked || (r->f.has_cl && r->f.cl > 0);
-    if (!has_body) {
-        done(c, "", 0);
-        return;
-    }
-    if (r->f.has_cl && r->f.cl > max) {
-        done(c, NULL, 0);
-        return;
-    }
-    c->local_done = done;
-    c->local_max = max;
-    if (r->f.expect_continue && r->line.minor >= 1)
-        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    fg_conn_start_body(c);
 }
 
 static void process_input(struct fg_conn *c)
@@ -498,8 +523,8 @@ static void process_input(struct fg_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     while (!c->dead) {
         if (c->state == CS_TUNNEL) {
-            if (!c->throttled)
-                relay_tunnel(c);
+            if (!c->throttled && fg_ex_tunnel_data(&c->ex, in))
+                pause_reading(c);
             return;
         }
         if (c->state == CS_CLOSING) {
@@ -510,21 +535,22 @@ static void process_input(struct fg_conn *c)
         if (c->throttled || len == 0)
             return;
         if (c->state == CS_HEAD) {
-            if (c->req.t_start_us == 0) {
-                c->req.t_start_us = fg_now_us();
+            if (c->ex.req.t_start_us == 0) {
+                c->ex.req.t_start_us = fg_now_us();
                 timer_set(c, limits(c)->header_timeout_ms); /* idle -> reading a head */
             }
             if (read_head(c, in) <= 0)
                 return;
-            c->state = CS_DISPATCH;
+            c->state = CS_EXCHANGE;
             timer_clear(c);
             __atomic_add_fetch(&fg_state.requests, 1, __ATOMIC_RELAXED);
-            fg_proxy_dispatch(c);
+            fg_ex_dispatch(&c->ex);
             continue;
         }
-        if (c->state != CS_FORWARD || c->req.body_done)
+        if (!c->body_open || c->ex.req.body_done)
             return; /* routing or authenticating, or a pipelined request waiting its turn */
-        if (c->req.f.chunked) {
+        int full;
+        if (c->ex.req.f.chunked) {
             size_t n = evbuffer_get_contiguous_space(in), used;
             if (n > FEED_MAX)
                 n = FEED_MAX;
@@ -533,61 +559,26 @@ static void process_input(struct fg_conn *c)
                 evbuffer_drain(in, used);
             if (stop)
                 return;
+            full = c->throttled;
         } else {
-            read_cl_body(c, in);
+            full = read_cl_body(c, in);
         }
-        if (c->req.body_done) {
-            if (c->local_done)
-                local_answer(c);
-            fg_conn_maybe_finish(c);
-            return;
-        }
-        if (c->up && evbuffer_get_length(bufferevent_get_output(c->up->bev)) >=
-                         limits(c)->max_buffer_bytes) {
-            /* The shard reads slower than the client sends: stop reading the client. */
-            c->throttled = 1;
-            read_on(c, 0);
-            bufferevent_setwatermark(c->up->bev, EV_WRITE, limits(c)->max_buffer_bytes / 2, 0);
+        if (c->dead || c->state != CS_EXCHANGE || c->ex.req.body_done)
+            return; /* answered, or a pipelined request waits until this one is */
+        if (full) {
+            pause_reading(c); /* the shard reads slower than the client sends */
             return;
         }
     }
 }
 
-void fg_conn_unthrottle(struct fg_conn *c)
+static void fg_conn_unthrottle(struct fg_conn *c)
 {
     if (!c->throttled || c->dead)
         return;
     c->throttled = 0;
     read_on(c, 1);
     fg_conn_kick(c);
-}
-
-void fg_conn_start_body(struct fg_conn *c)
-{
-    c->state = CS_FORWARD;
-    if (c->req.body_done)
-        return; /* no body, or a retry: the request was already read */
-    fg_conn_kick(c);
-}
-
-void fg_conn_tunnel(struct fg_conn *c)
-{
-    if (!c->req.body_done)
-        process_input(c); /* consume the end of the request head first */
-    if (c->dead)
-        return;
-    c->state = CS_TUNNEL;
-    timer_clear(c);
-    fg_access_log(c);
-    read_on(c, 1);
-    fg_conn_kick(c); /* bytes the client sent after its request head */
-}
-
-void fg_conn_end_tunnel(struct fg_conn *c)
-{
-    c->up = NULL;
-    c->linger = 0;
-    start_closing(c);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -603,7 +594,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     fg_conn_release(c);
 }
 
-void fg_conn_kick(struct fg_conn *c)
+static void fg_conn_kick(struct fg_conn *c)
 {
     if (!c->dead)
         event_active(c->kick, EV_TIMEOUT, 1);
@@ -645,21 +636,19 @@ static void drained(struct fg_conn *c)
 {
     if (c->state == CS_CLOSING)
         flushed(c);
-    else if (c->up && c->up->throttled)
-        fg_up_unthrottle(c->up);
+    else
+        fg_ex_client_drained(&c->ex);
 }
 
 void fg_conn_flush(struct fg_conn *c)
 {
     for (int round = 0; round < 4 && !c->dead; round++) {
         int again = 0;
-        struct fg_upconn *u = c->up;
-        if (u && u->eager && !u->dead && u->state != UP_CONNECTING &&
-            evbuffer_get_length(bufferevent_get_output(u->bev)) > 0 && fg_io_flush(u->bev) &&
-            c->throttled)
-            fg_conn_unthrottle(c);
+        fg_ex_flush_upstream(&c->ex);
+        if (c->dead)
+            break;
         if (c->eager && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
-            fg_io_flush(c->bev) && (c->state == CS_CLOSING || (c->up && c->up->throttled))) {
+            fg_io_flush(c->bev) && (c->state == CS_CLOSING || fg_ex_upstream_throttled(&c->ex))) {
             drained(c);
             again = 1; /* the shard may have sent more, or we closed */
         }
@@ -676,8 +665,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
         if (c->eager)
             bufferevent_disable(bev, EV_WRITE); /* until the socket is full again */
         drained(c);
-    } else if (c->state != CS_CLOSING && c->up && c->up->throttled) {
-        fg_up_unthrottle(c->up); /* below the low watermark */
+    } else if (c->state != CS_CLOSING) {
+        fg_ex_client_drained(&c->ex); /* below the low watermark */
     }
     fg_conn_flush(c);
     fg_conn_release(c);
@@ -689,16 +678,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     struct fg_conn *c = arg;
     fg_conn_hold(c);
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        if (c->state == CS_TUNNEL && c->up) {
+        if (c->state == CS_TUNNEL) {
             /* Pass on what arrived, then close both sides once it is written. */
-            relay_tunnel(c);
-            struct fg_upconn *u = c->up;
-            c->up = NULL;
-            u->conn = NULL;
-            fg_up_tunnel(u); /* the upstream flushes and closes itself */
+            fg_ex_tunnel_data(&c->ex, bufferevent_get_input(c->bev));
+            fg_ex_client_tunnel_closed(&c->ex);
         }
-        if ((what & BEV_EVENT_ERROR) && c->tls)
-            fg_log(FG_LOG_DEBUG, "client %s: TLS: %s", c->peer, fg_tls_bev_error(bev));
+        if ((what & BEV_EVENT_ERROR) && c->ci.tls)
+            fg_log(FG_LOG_DEBUG, "client %s: TLS: %s", c->ci.peer, fg_tls_bev_error(bev));
         fg_conn_close(c);
     }
     fg_conn_flush(c);
@@ -773,17 +759,18 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     struct fg_conn *c = fg_calloc(1, sizeof(*c));
     c->w = w;
     c->bev = bev;
-    c->tls = ctx != NULL;
+    c->ci.tls = ctx != NULL;
     c->eager = ctx == NULL;
-    c->port = la->port;
+    c->ci.port = la->port;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->ci.peer, sizeof(c->ci.peer));
     else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->ci.peer,
+                  sizeof(c->ci.peer));
     else
-        memcpy(c->peer, "unknown", 8);
-    local_address(fd, c->local, sizeof(c->local));
-    c->req.f.host_idx = c->req.f.auth_idx = -1;
+        memcpy(c->ci.peer, "unknown", 8);
+    local_address(fd, c->ci.local, sizeof(c->ci.local));
+    fg_ex_init(&c->ex, &h1_ops, c, &c->ci, w, &c->memo);
     c->timer = evtimer_new(w->base, timer_cb, c);
     c->kick = event_new(w->base, -1, 0, kick_cb, c);
     TAILQ_INSERT_TAIL(&w->conns, c, link);

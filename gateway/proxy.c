@@ -4,10 +4,11 @@
  * union(global, workspace type) (which may park the request), the identity
  * policy, and the request head frontgate sends upstream.
  */
-#include "conn.h"
+#include "exchange.h"
 #include "http.h"
 #include "sanitize.h"
 #include "tokenep.h"
+#include "upstream.h"
 
 #include "../auth/identity.h"
 #include "../auth/union.h"
@@ -25,9 +26,9 @@ static const char unauthorized_msg[] = "Unauthorized";
 /* ---- local endpoints ------------------------------------------------------ */
 
 /* The discovery document and JWKS of an identity-translation issuer. */
-static int mint_endpoint(struct fg_conn *c, const char *path, size_t len)
+static int mint_endpoint(struct fg_exchange *ex, const char *path, size_t len)
 {
-    const struct fg_snapshot *s = c->req.snap;
+    const struct fg_snapshot *s = ex->req.snap;
     static const char disc[] = "/.well-known/openid-configuration", jwks[] = "/jwks";
     for (size_t i = 0; i < s->cfg->nshards; i++) {
         const struct fg_mint *m = s->mints[i];
@@ -46,90 +47,85 @@ static int mint_endpoint(struct fg_conn *c, const char *path, size_t len)
             fg_mint_jwks(m, fg_wall_s(), &b);
         else
             continue;
-        fg_conn_respond(c, 200, "application/json", b.data, b.len);
+        fg_ex_respond(ex, 200, "application/json", b.data, b.len);
         fg_buf_free(&b);
         return 1;
     }
     return 0;
 }
 
-static int local_endpoint(struct fg_conn *c, const char *path, size_t len)
+static int local_endpoint(struct fg_exchange *ex, const char *path, size_t len)
 {
     int ready;
-    if (mint_endpoint(c, path, len))
+    if (mint_endpoint(ex, path, len))
         return 1;
     if (fg_strn_eqi(path, len, "/healthz") || fg_strn_eqi(path, len, "/livez")) {
         ready = 1;
     } else if (fg_strn_eqi(path, len, "/readyz")) {
         ready = __atomic_load_n(&fg_state.ready, __ATOMIC_RELAXED) &&
                 !__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) &&
-                fg_snapshot_ready(c->req.snap);
+                fg_snapshot_ready(ex->req.snap);
     } else {
         return 0;
     }
     if (ready)
-        fg_conn_respond(c, 200, "text/plain; charset=utf-8", "ok\n", 3);
+        fg_ex_respond(ex, 200, "text/plain; charset=utf-8", "ok\n", 3);
     else
-        fg_conn_respond(c, 503, "text/plain; charset=utf-8", "not ready\n", 10);
+        fg_ex_respond(ex, 503, "text/plain; charset=utf-8", "not ready\n", 10);
     return 1;
 }
 
 /* ---- authentication ------------------------------------------------------- */
 
-static void unauthorized(struct fg_conn *c)
+static void unauthorized(struct fg_exchange *ex)
 {
-    fg_conn_respond_status(c, 401, "Unauthorized", unauthorized_msg);
+    fg_ex_respond_status(ex, 401, "Unauthorized", unauthorized_msg);
 }
 
-static void forbidden_ws(struct fg_conn *c)
+static void forbidden_ws(struct fg_exchange *ex)
 {
-    const struct fg_route_cfg *rt = c->req.match.route;
-    fg_conn_respond_status(c, 403, "Forbidden",
-                           rt && rt->kind == FG_ROUTE_WORKSPACE_ICEBERG
-                               ? "warehouse access not permitted"
-                               : "forbidden: workspace access not permitted");
+    const struct fg_route_cfg *rt = ex->req.match.route;
+    fg_ex_respond_status(ex, 403, "Forbidden",
+                         rt && rt->kind == FG_ROUTE_WORKSPACE_ICEBERG
+                             ? "warehouse access not permitted"
+                             : "forbidden: workspace access not permitted");
 }
 
-void fg_proxy_forget(struct fg_conn *c)
-{
-    fg_union_memo_clear(&c->memo);
-}
-
-static void forward(struct fg_conn *c);
+static void forward(struct fg_exchange *ex);
 
 /* The union's final verdict: answer, or go on to the shard. */
-static void auth_done(struct fg_conn *c, enum fg_union_verdict v)
+static void auth_done(struct fg_exchange *ex, enum fg_union_verdict v)
 {
-    struct fg_req *r = &c->req;
+    struct fg_req *r = &ex->req;
     r->identity = r->un.identity; /* the request owns it from here (req_cleanup) */
     r->un.identity = NULL;
     r->authn = r->un.authn;
     r->reason = r->un.reason;
     switch (v) {
     case FG_UNION_ADMIT:
-        forward(c);
+        forward(ex);
         break;
     case FG_UNION_FORBIDDEN:
-        forbidden_ws(c);
+        forbidden_ws(ex);
         break;
     default:
-        unauthorized(c);
+        unauthorized(ex);
         break;
     }
 }
 
-static void auth_verdict(struct fg_conn *c, enum fg_union_verdict v)
+static void auth_verdict(struct fg_exchange *ex, enum fg_union_verdict v)
 {
     if (v == FG_UNION_PENDING)
-        fg_conn_hold(c); /* released when the answer comes back (auth_resume) */
+        fg_ex_hold(ex); /* released when the answer comes back (auth_resume) */
     else
-        auth_done(c, v);
+        auth_done(ex, v);
 }
 
 /* Runs union(global, workspace type) for the request. */
-static void auth_start(struct fg_conn *c)
+static void auth_start(struct fg_exchange *ex)
 {
-    struct fg_req *r = &c->req;
+    struct fg_req *r = &ex->req;
     const struct fg_snapshot *s = r->snap;
     struct fg_union_spec *sp = &r->un.spec;
     sp->global = s->global;
@@ -150,49 +146,52 @@ static void auth_start(struct fg_conn *c)
         const char *v = fg_req_header(r, r->f.auth_idx, &len);
         fg_bearer_from_header(v, len, &sp->cred.bearer, &sp->cred.bearer_len);
     }
-    sp->memo = &c->memo;
+    sp->memo = ex->memo;
     sp->generation = s->generation;
-    auth_verdict(c, fg_union_start(&r->un));
+    ex->state = EX_AUTHENTICATING;
+    auth_verdict(ex, fg_union_start(&r->un));
 }
 
 /* A parked authentication answered; runs on the connection's worker. */
 static void auth_resume(struct fg_authn_waiter *w)
 {
-    struct fg_conn *c = (struct fg_conn *)((char *)w - offsetof(struct fg_conn, req.un.waiter));
-    if (c->dead) {
-        fg_union_abandon(&c->req.un);
-        fg_conn_release(c);
+    struct fg_exchange *ex =
+        (struct fg_exchange *)((char *)w - offsetof(struct fg_exchange, req.un.waiter));
+    if (ex->gone) {
+        fg_union_abandon(&ex->req.un);
+        fg_ex_release(ex);
         return;
     }
-    auth_verdict(c, fg_union_resume(&c->req.un));
-    fg_conn_flush(c);
-    fg_conn_release(c);
+    auth_verdict(ex, fg_union_resume(&ex->req.un));
+    fg_ex_up_flush(ex); /* write out what the verdict produced */
+    fg_ex_release(ex);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
 
-void fg_proxy_dispatch(struct fg_conn *c)
+void fg_ex_dispatch(struct fg_exchange *ex)
 {
-    struct fg_req *r = &c->req;
-    fg_worker_sync_snapshot(c->w);
-    r->snap = fg_snapshot_ref(c->w->snap);
+    struct fg_req *r = &ex->req;
+    ex->state = EX_ROUTING;
+    fg_worker_sync_snapshot(ex->w);
+    r->snap = fg_snapshot_ref(ex->w->snap);
     r->un.waiter.done = auth_resume;
     r->un.waiter.post = fg_worker_post_waiter;
-    r->un.waiter.owner = c->w;
+    r->un.waiter.owner = ex->w;
     const char *target = r->msg.raw.data;
     size_t tlen = r->msg.first_len;
     const char *q = memchr(target, '?', tlen);
-    if (local_endpoint(c, target, q ? (size_t)(q - target) : tlen))
+    if (local_endpoint(ex, target, q ? (size_t)(q - target) : tlen))
         return;
     switch (fg_route_resolve(r->snap->cfg, target, tlen, &r->match)) {
     case FG_ROUTE_OK:
         break;
     case FG_ROUTE_BAD_PATH:
-        fg_conn_respond_status(c, 400, "BadRequest", "invalid request path");
+        fg_ex_respond_status(ex, 400, "BadRequest", "invalid request path");
         return;
     case FG_ROUTE_NO_MATCH:
-        fg_conn_respond_status(c, 404, "NotFound",
-                               "the server could not find the requested resource");
+        fg_ex_respond_status(ex, 404, "NotFound",
+                             "the server could not find the requested resource");
         return;
     case FG_ROUTE_UNKNOWN_WS:
         /*
@@ -201,7 +200,7 @@ void fg_proxy_dispatch(struct fg_conn *c)
          * and existence is no secret: say 403 as kcp does.
          */
         if (!r->snap->any_authn) {
-            forbidden_ws(c);
+            forbidden_ws(ex);
             return;
         }
         r->un.spec.unknown_ws = 1;
@@ -210,13 +209,13 @@ void fg_proxy_dispatch(struct fg_conn *c)
         /* Authenticated first, like an existing workspace, so existence does not leak. */
         break;
     case FG_ROUTE_NO_WAREHOUSE:
-        fg_conn_respond_status(c, 400, "BadRequest", "the warehouse query parameter is required");
+        fg_ex_respond_status(ex, 400, "BadRequest", "the warehouse query parameter is required");
         return;
     case FG_ROUTE_TOKEN_ENDPOINT:
-        fg_token_endpoint(c);
+        fg_token_endpoint(ex);
         return;
     }
-    auth_start(c);
+    auth_start(ex);
 }
 
 /*
@@ -239,22 +238,23 @@ static void check_upgrade(struct fg_req *r)
     }
 }
 
-static void forward(struct fg_conn *c)
+static void forward(struct fg_exchange *ex)
 {
-    struct fg_req *r = &c->req;
+    struct fg_req *r = &ex->req;
     check_upgrade(r);
     if (r->match.ws && r->match.ws->phase == FG_WS_UNAVAILABLE) {
-        fg_conn_respond_status(c, 503, "ServiceUnavailable", "workspace is not available");
+        fg_ex_respond_status(ex, 503, "ServiceUnavailable", "workspace is not available");
         return;
     }
-    fg_up_acquire(c, r->match.shard);
+    ex->state = EX_CONNECTING;
+    fg_up_acquire(ex, r->match.shard);
 }
 
 /* ---- the upstream request head -------------------------------------------- */
 
-static void build_head(struct fg_conn *c, struct fg_buf *b)
+void fg_proxy_build_head(struct fg_exchange *ex, struct fg_buf *b)
 {
-    struct fg_req *r = &c->req;
+    struct fg_req *r = &ex->req;
     const struct fg_route_cfg *rt = r->match.route;
     const struct fg_shard_cfg *shard = &r->snap->cfg->shards[r->match.shard];
     fg_buf_adds(b, http_method_str(r->line.method));
@@ -281,16 +281,16 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
         break;
     }
     fg_sanitize_copy_headers(b, &r->msg, &rules);
-    fg_sanitize_add(b, "X-Forwarded-For", c->peer, strlen(c->peer));
-    fg_sanitize_add(b, "X-Forwarded-Proto", c->tls ? "https" : "http", c->tls ? 5 : 4);
+    fg_sanitize_add(b, "X-Forwarded-For", ex->ci->peer, strlen(ex->ci->peer));
+    fg_sanitize_add(b, "X-Forwarded-Proto", ex->ci->tls ? "https" : "http", ex->ci->tls ? 5 : 4);
     /* Without a Host (HTTP/1.0), the address the client dialled: a catalog builds the
      * URLs it hands out from X-Forwarded-Host, and they must lead back through us. */
     if (r->f.host_idx >= 0)
         fg_sanitize_add(b, "X-Forwarded-Host", host, hlen);
     else
-        fg_sanitize_add(b, "X-Forwarded-Host", c->local, strlen(c->local));
+        fg_sanitize_add(b, "X-Forwarded-Host", ex->ci->local, strlen(ex->ci->local));
     fg_buf_adds(b, "X-Forwarded-Port: ");
-    fg_buf_add_dec(b, (uint64_t)c->port);
+    fg_buf_add_dec(b, (uint64_t)ex->ci->port);
     fg_buf_add(b, "\r\n", 2);
     if (rt->forwarded_prefix)
         fg_sanitize_add(b, "X-Forwarded-Prefix", rt->forwarded_prefix,
@@ -309,16 +309,4 @@ static void build_head(struct fg_conn *c, struct fg_buf *b)
     }
     fg_sanitize_framing(b, &r->f);
     fg_buf_add(b, "\r\n", 2);
-}
-
-void fg_proxy_send_head(struct fg_conn *c)
-{
-    struct fg_req *r = &c->req;
-    if (r->up_head.len == 0)
-        build_head(c, &r->up_head);
-    bufferevent_write(c->up->bev, r->up_head.data, r->up_head.len);
-    int has_body = r->f.chunked || (r->f.has_cl && r->f.cl > 0);
-    if (r->f.expect_continue && has_body && r->line.minor >= 1 && !r->retried)
-        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    fg_conn_start_body(c);
 }

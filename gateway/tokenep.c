@@ -1,7 +1,7 @@
 #include "tokenep.h"
 
 #include "../auth/statickeys.h"
-#include "conn.h"
+#include "exchange.h"
 #include "http.h"
 
 #include <openssl/crypto.h>
@@ -10,7 +10,7 @@
 #define MAX_FORM  (16 * 1024)
 #define MAX_FIELD 512
 
-static void oauth_error(struct fg_conn *c, int status, const char *error, const char *desc)
+static void oauth_error(struct fg_exchange *ex, int status, const char *error, const char *desc)
 {
     struct fg_buf b = {0};
     fg_buf_adds(&b, "{\"error\":");
@@ -18,33 +18,33 @@ static void oauth_error(struct fg_conn *c, int status, const char *error, const 
     fg_buf_adds(&b, ",\"error_description\":");
     fg_buf_json_str(&b, desc, strlen(desc));
     fg_buf_adds(&b, "}\n");
-    c->req.reason = desc;
-    fg_conn_respond(c, status, "application/json", b.data, b.len);
+    ex->req.reason = desc;
+    fg_ex_respond(ex, status, "application/json", b.data, b.len);
     fg_buf_free(&b);
 }
 
-static const struct fg_statickeys *key_set(struct fg_conn *c)
+static const struct fg_statickeys *key_set(struct fg_exchange *ex)
 {
-    const struct fg_token_endpoint_cfg *t = c->req.match.route->token_endpoint;
-    return fg_statickeys_of(c->req.snap->authns[t->authn]);
+    const struct fg_token_endpoint_cfg *t = ex->req.match.route->token_endpoint;
+    return fg_statickeys_of(ex->req.snap->authns[t->authn]);
 }
 
-static void answer(struct fg_conn *c, const char *body, size_t len)
+static void answer(struct fg_exchange *ex, const char *body, size_t len)
 {
-    struct fg_req *r = &c->req;
+    struct fg_req *r = &ex->req;
     char grant[128], id[MAX_FIELD], secret[MAX_FIELD], hid[MAX_FIELD], hsecret[MAX_FIELD];
     int have_form_id = 0, have_basic = 0;
     if (body == NULL) {
-        oauth_error(c, 413, "invalid_request", "request body too large");
+        oauth_error(ex, 413, "invalid_request", "request body too large");
         return;
     }
     /* RFC 6749 3.2: a parameter sent without a value is treated as omitted. */
     if (fg_form_get(body, len, "grant_type", grant, sizeof(grant)) != 0 || grant[0] == '\0') {
-        oauth_error(c, 400, "invalid_request", "grant_type is required");
+        oauth_error(ex, 400, "invalid_request", "grant_type is required");
         return;
     }
     if (strcmp(grant, "client_credentials") != 0) {
-        oauth_error(c, 400, "unsupported_grant_type", "only client_credentials is supported");
+        oauth_error(ex, 400, "unsupported_grant_type", "only client_credentials is supported");
         return;
     }
     if (r->f.auth_idx >= 0) {
@@ -60,9 +60,9 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
     const char *csecret = have_basic ? hsecret : have_form_id ? secret : NULL;
     const struct fg_identity *who = NULL;
     if (cid && csecret)
-        who = fg_statickeys_check_pair(key_set(c), cid, strlen(cid), csecret, strlen(csecret));
+        who = fg_statickeys_check_pair(key_set(ex), cid, strlen(cid), csecret, strlen(csecret));
     if (who == NULL) {
-        oauth_error(c, 401, "invalid_client", "client authentication failed");
+        oauth_error(ex, 401, "invalid_client", "client authentication failed");
     } else {
         struct fg_buf b = {0};
         fg_buf_adds(&b, "{\"access_token\":");
@@ -71,7 +71,7 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
                       (unsigned long long)r->match.route->token_endpoint->expires_in_s);
         r->identity = fg_identity_ref((struct fg_identity *)who);
         r->authn = r->match.route->token_endpoint->authn_name;
-        fg_conn_respond(c, 200, "application/json", b.data, b.len);
+        fg_ex_respond(ex, 200, "application/json", b.data, b.len);
         OPENSSL_cleanse(b.data, b.len);
         fg_buf_free(&b);
     }
@@ -79,11 +79,11 @@ static void answer(struct fg_conn *c, const char *body, size_t len)
     OPENSSL_cleanse(hsecret, sizeof(hsecret));
 }
 
-void fg_token_endpoint(struct fg_conn *c)
+void fg_token_endpoint(struct fg_exchange *ex)
 {
-    if (c->req.line.method != HTTP_POST) {
-        oauth_error(c, 405, "invalid_request", "use POST");
+    if (ex->req.line.method != HTTP_POST) {
+        oauth_error(ex, 405, "invalid_request", "use POST");
         return;
     }
-    fg_conn_read_body(c, MAX_FORM, answer);
+    fg_ex_read_body(ex, MAX_FORM, answer);
 }

@@ -15,9 +15,9 @@
 #ifndef FG_TOKENEP_H
 #define FG_TOKENEP_H
 
-struct fg_conn;
+struct fg_exchange;
 
 /* Serves the request on c (route = the Iceberg route with the token endpoint). */
-void fg_token_endpoint(struct fg_conn *c);
+void fg_token_endpoint(struct fg_exchange *ex);
 
 #endif

@@ -5,8 +5,9 @@
  * with backpressure. Watches and other long responses stream as they arrive;
  * nothing here puts a deadline on a response.
  */
-#include "conn.h"
-#include "http.h"
+#include "upstream.h"
+
+#include "exchange.h"
 #include "sanitize.h"
 #include "tls.h"
 
@@ -24,8 +25,8 @@
  * the pool: those of the snapshot that made the connection. */
 static const struct fg_limits *up_limits(const struct fg_upconn *u)
 {
-    if (u->conn && u->conn->req.snap)
-        return &u->conn->req.snap->cfg->limits;
+    if (u->ex && u->ex->req.snap)
+        return &u->ex->req.snap->cfg->limits;
     return &u->snap->cfg->limits;
 }
 
@@ -105,127 +106,50 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static void add_header(struct fg_buf *b, const struct fg_msg *m, const struct fg_hdr *h)
-{
-    fg_buf_add(b, m->raw.data + h->name, h->name_len);
-    fg_buf_add(b, ": ", 2);
-    fg_buf_add(b, m->raw.data + h->value, h->value_len);
-    fg_buf_add(b, "\r\n", 2);
-}
-
-/* Writes the client's response head; returns whether a body follows. */
-static int write_head(struct fg_upconn *u, struct fg_conn *c, int status)
-{
-    struct fg_msg *m = &u->msg;
-    struct fg_req *r = &c->req;
-    http_parser *p = &u->parser;
-    int upgrade_idx;
-    fg_sanitize_response(m, &upgrade_idx);
-    int no_body = r->line.method == HTTP_HEAD || status == 204 || status == 304 || status == 101;
-    int upstream_cl = !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX;
-    struct fg_buf b = {0};
-    fg_buf_adds(&b, "HTTP/1.1 ");
-    fg_buf_add_dec(&b, (uint64_t)status);
-    fg_buf_addc(&b, ' ');
-    if (m->first_len > 0)
-        fg_buf_add(&b, m->raw.data, m->first_len);
-    else
-        fg_buf_adds(&b, fg_http_reason(status));
-    fg_buf_add(&b, "\r\n", 2);
-    for (size_t i = 0; i < m->nhdrs; i++) {
-        const struct fg_hdr *h = &m->hdrs[i];
-        if (h->drop)
-            continue;
-        switch (h->kind) {
-        case FG_HDR_CONNECTION:
-        case FG_HDR_HOP:
-        case FG_HDR_TRANSFER_ENCODING:
-        case FG_HDR_UPGRADE:
-            continue;
-        case FG_HDR_CONTENT_LENGTH:
-            if (status == 204 || (!no_body && !upstream_cl))
-                continue;
-            break;
-        default:
-            break;
-        }
-        add_header(&b, m, h);
-    }
-    if (status == 101) {
-        fg_buf_adds(&b, "Connection: Upgrade\r\n");
-        if (upgrade_idx >= 0)
-            add_header(&b, m, &m->hdrs[upgrade_idx]);
-    } else {
-        if (!no_body && !upstream_cl) {
-            if (r->line.minor >= 1) {
-                fg_buf_adds(&b, "Transfer-Encoding: chunked\r\n");
-                r->resp_chunked = 1;
-            } else {
-                c->close_after = 1; /* an HTTP/1.0 client reads until close */
-            }
-        }
-        if (!r->f.keepalive || c->w->draining)
-            c->close_after = 1;
-        if (c->close_after)
-            fg_buf_adds(&b, "Connection: close\r\n");
-        else if (r->line.minor == 0)
-            fg_buf_adds(&b, "Connection: keep-alive\r\n");
-    }
-    fg_buf_add(&b, "\r\n", 2);
-    bufferevent_write(c->bev, b.data, b.len);
-    fg_buf_free(&b);
-    r->status = status;
-    r->resp_started = 1;
-    return !no_body;
-}
-
 static int on_headers_complete(http_parser *p)
 {
     struct fg_upconn *u = p->data;
-    struct fg_conn *c = u->conn;
+    struct fg_exchange *ex = u->ex;
     int status = p->status_code;
-    if (c == NULL)
+    if (ex == NULL)
         return -1;
     if (status >= 100 && status < 200 && status != 101)
         return 0; /* interim (100, 103): not forwarded; the final response follows */
-    if (status == 101 && !c->req.f.upgrade)
-        return -1; /* a switch nobody asked for */
+    struct fg_msg *m = &u->msg;
+    struct fg_resp_head h = {.status = status, .msg = m};
+    fg_sanitize_response(m, &h.upgrade_idx);
+    if (m->first_len > 0) {
+        h.reason = m->raw.data;
+        h.reason_len = m->first_len;
+    }
+    h.body = !(ex->req.line.method == HTTP_HEAD || status == 204 || status == 304 || status == 101);
+    h.length_known = !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX;
+    if (fg_ex_up_head(ex, &h) != 0)
+        return -1;
     u->head_done = 1;
     if (status == 101)
         u->upgraded = 1;
-    int body = write_head(u, c, status);
-    return body ? 0 : 1;
+    return h.body ? 0 : 1;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct fg_upconn *u = p->data;
-    struct fg_conn *c = u->conn;
-    if (c == NULL)
+    if (u->ex == NULL)
         return -1;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->req.resp_chunked) {
-        fg_chunk_head(out, len);
-        evbuffer_add(out, at, len);
-        evbuffer_add(out, "\r\n", 2);
-    } else {
-        evbuffer_add(out, at, len);
-    }
-    c->req.bytes_out += len;
+    if (fg_ex_up_body(u->ex, at, len))
+        u->client_full = 1;
     return 0;
 }
 
 static int on_message_complete(http_parser *p)
 {
     struct fg_upconn *u = p->data;
-    struct fg_conn *c = u->conn;
     if (!u->head_done) {
         /* The end of an interim response: parse the next one. */
         fg_msg_reset(&u->msg);
         return 0;
     }
-    if (c && c->req.resp_chunked)
-        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
     u->msg_done = 1;
     http_parser_pause(p, 1);
     return 0;
@@ -280,13 +204,18 @@ void fg_up_close(struct fg_upconn *u)
         up_free(u);
 }
 
+void fg_up_detach(struct fg_upconn *u)
+{
+    u->ex = NULL;
+}
+
 void fg_up_release(struct fg_upconn *u, int reusable)
 {
     struct fg_worker *w = u->w;
     reusable = reusable && u->msg_done && !u->upgraded && http_should_keep_alive(&u->parser) &&
                u->snap == w->snap && !w->draining && u->shard < w->npools &&
                evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
-    u->conn = NULL;
+    u->ex = NULL;
     if (!reusable) {
         fg_up_close(u);
         return;
@@ -296,7 +225,7 @@ void fg_up_release(struct fg_upconn *u, int reusable)
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
     fg_msg_reset(&u->msg);
-    u->got_bytes = u->head_done = u->msg_done = u->throttled = 0;
+    u->got_bytes = u->head_done = u->msg_done = u->throttled = u->client_full = 0;
     u->reused = 1;
     bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
     if (u->eager) {
@@ -334,49 +263,82 @@ void fg_pools_free(struct fg_worker *w)
     w->npools = 0;
 }
 
-/* ---- relaying ------------------------------------------------------------- */
+/* ---- writing -------------------------------------------------------------- */
 
-static void fail(struct fg_upconn *u, const char *why)
+void fg_up_write(struct fg_upconn *u, const void *p, size_t n)
 {
-    struct fg_conn *c = u->conn;
-    if (c) {
-        c->up = NULL;
-        u->conn = NULL;
-    }
-    fg_up_close(u);
-    if (c)
-        fg_conn_upstream_failed(c, why);
+    evbuffer_add(bufferevent_get_output(u->bev), p, n);
 }
 
-static void throttle_check(struct fg_upconn *u, struct fg_conn *c)
+void fg_up_write_chunk(struct fg_upconn *u, const void *p, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    fg_chunk_head(out, n);
+    evbuffer_add(out, p, n);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void fg_up_write_buffer(struct fg_upconn *u, struct evbuffer *src, size_t n)
+{
+    evbuffer_remove_buffer(src, bufferevent_get_output(u->bev), n);
+}
+
+int fg_up_full(struct fg_upconn *u)
 {
     size_t max = up_limits(u)->max_buffer_bytes;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= max) {
-        /* The client reads slower than the shard sends: stop reading the shard. */
-        u->throttled = 1;
-        up_read_on(u, 0);
-        bufferevent_setwatermark(c->bev, EV_WRITE, max / 2, 0);
-    }
+    if (evbuffer_get_length(bufferevent_get_output(u->bev)) < max)
+        return 0;
+    /* write_cb runs once the shard took half of it: the exchange resumes its client */
+    bufferevent_setwatermark(u->bev, EV_WRITE, max / 2, 0);
+    return 1;
+}
+
+int fg_up_flush(struct fg_upconn *u)
+{
+    return u->eager && !u->dead && u->state != UP_CONNECTING &&
+           evbuffer_get_length(bufferevent_get_output(u->bev)) > 0 && fg_io_flush(u->bev);
+}
+
+int fg_up_throttled(const struct fg_upconn *u)
+{
+    return u->throttled;
+}
+
+/* ---- relaying ------------------------------------------------------------- */
+
+/* Closes u and tells its exchange (if any) why. */
+static void fail(struct fg_upconn *u, const char *why)
+{
+    struct fg_exchange *ex = u->ex;
+    u->ex = NULL;
+    fg_up_close(u);
+    if (ex)
+        fg_ex_up_failed(ex, why);
+}
+
+/* The client reads slower than the shard sends: stop reading the shard. */
+static void throttle(struct fg_upconn *u)
+{
+    u->client_full = 0;
+    u->throttled = 1;
+    up_read_on(u, 0);
 }
 
 static void relay_tunnel(struct fg_upconn *u)
 {
-    struct fg_conn *c = u->conn;
-    if (c == NULL)
-        return;
-    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(u->bev));
-    throttle_check(u, c);
+    if (u->ex && fg_ex_up_tunnel_data(u->ex, bufferevent_get_input(u->bev)))
+        throttle(u);
 }
 
 static void process_input(struct fg_upconn *u)
 {
     struct evbuffer *in = bufferevent_get_input(u->bev);
-    struct fg_conn *c = u->conn;
-    if (u->state == UP_IDLE || c == NULL) {
+    struct fg_exchange *ex = u->ex;
+    if (u->state == UP_IDLE || ex == NULL) {
         fg_up_close(u); /* an idle shard connection must not talk */
         return;
     }
-    if (u->upgraded && c->state == CS_TUNNEL) {
+    if (u->upgraded && ex->state == EX_TUNNEL) {
         if (!u->throttled)
             relay_tunnel(u);
         return;
@@ -395,16 +357,16 @@ static void process_input(struct fg_upconn *u)
         }
         if (u->upgraded) {
             /* 101: from here on both connections carry raw bytes. */
-            fg_conn_tunnel(c);
-            relay_tunnel(u);
+            fg_ex_up_upgraded(ex);
+            if (u->ex)
+                relay_tunnel(u);
             return;
         }
-        throttle_check(u, c);
+        if (u->client_full)
+            throttle(u);
     }
-    if (u->msg_done && !u->dead) {
-        c->req.resp_done = 1;
-        fg_conn_maybe_finish(c);
-    }
+    if (u->msg_done && !u->dead && u->ex)
+        fg_ex_up_end(ex);
 }
 
 void fg_up_unthrottle(struct fg_upconn *u)
@@ -418,10 +380,9 @@ void fg_up_unthrottle(struct fg_upconn *u)
     up_release(u);
 }
 
-/* The client side of a tunnel closed: flush what is buffered, then close. */
-void fg_up_tunnel(struct fg_upconn *u)
+void fg_up_tunnel_closed(struct fg_upconn *u)
 {
-    u->conn = NULL;
+    u->ex = NULL;
     if (evbuffer_get_length(bufferevent_get_output(u->bev)) == 0) {
         fg_up_close(u);
         return;
@@ -433,55 +394,50 @@ void fg_up_tunnel(struct fg_upconn *u)
 
 /* ---- callbacks ------------------------------------------------------------ */
 
-/* Flushes the pair at the end of a callback (see fg_conn_flush). */
-static void flush_pair(struct fg_upconn *u, struct fg_conn *c)
+/* The end of a callback: the client writes out what it was given (and our output with it). */
+static void flush_out(struct fg_upconn *u, struct fg_exchange *ex)
 {
-    if (c) {
-        fg_conn_hold(c);
-        fg_conn_flush(c);
-        fg_conn_release(c);
-    } else if (u->eager && !u->dead && u->state != UP_CONNECTING &&
-               evbuffer_get_length(bufferevent_get_output(u->bev)) > 0) {
-        fg_io_flush(u->bev);
-    }
+    if (ex && !ex->gone)
+        fg_ex_up_flush(ex);
+    else if (!u->dead)
+        fg_up_flush(u);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct fg_upconn *u = arg;
-    struct fg_conn *c = u->conn;
-    if (c)
-        fg_conn_hold(c);
+    struct fg_exchange *ex = u->ex;
+    if (ex)
+        fg_ex_hold(ex);
     up_hold(u);
     process_input(u);
-    flush_pair(u, c && !c->dead ? c : NULL);
+    flush_out(u, ex);
     up_release(u);
-    if (c)
-        fg_conn_release(c);
+    if (ex)
+        fg_ex_release(ex);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct fg_upconn *u = arg;
+    struct fg_exchange *ex = u->ex;
+    if (ex)
+        fg_ex_hold(ex);
     up_hold(u);
     if (u->eager && u->state != UP_CONNECTING &&
         evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE); /* until the socket is full again */
-    if (u->conn == NULL && u->state == UP_ACTIVE) {
+    if (ex == NULL && u->state == UP_ACTIVE) {
         /* A tunnel's client left; we were flushing its last bytes. */
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             fg_up_close(u);
-    } else if (u->conn && u->conn->throttled) {
-        fg_conn_unthrottle(u->conn);
+    } else if (ex) {
+        fg_ex_up_drained(ex);
     }
     up_release(u);
-}
-
-static int idempotent(int method)
-{
-    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
-           method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
+    if (ex)
+        fg_ex_release(ex);
 }
 
 static void up_reader_data(void *arg);
@@ -490,9 +446,9 @@ static void up_reader_closed(void *arg, short what);
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct fg_upconn *u = arg;
-    struct fg_conn *c = u->conn;
-    if (c)
-        fg_conn_hold(c);
+    struct fg_exchange *ex = u->ex;
+    if (ex)
+        fg_ex_hold(ex);
     up_hold(u);
     if (what & BEV_EVENT_CONNECTED) {
         bufferevent_set_timeouts(bev, NULL, NULL);
@@ -503,13 +459,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
                            (size_t)4 << 20);
             fg_reader_set(&u->rd, 1);
         }
-        if (c)
-            fg_proxy_send_head(c);
+        if (ex)
+            fg_ex_up_ready(ex);
         else
             fg_up_close(u);
         goto out;
     }
-    if (u->state == UP_IDLE || c == NULL) {
+    if (u->state == UP_IDLE || ex == NULL) {
         fg_up_close(u);
         goto out;
     }
@@ -529,46 +485,38 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         fail(u, why);
         goto out;
     }
-    if (u->upgraded && c->state == CS_TUNNEL) {
+    if (u->upgraded && ex->state == EX_TUNNEL) {
         relay_tunnel(u);
-        c->up = NULL;
-        u->conn = NULL;
+        u->ex = NULL;
         fg_up_close(u);
-        fg_conn_end_tunnel(c); /* closes the client once our last bytes are written */
+        fg_ex_up_tunnel_end(ex); /* closes the client once our last bytes are written */
         goto out;
     }
     if ((what & BEV_EVENT_EOF) && u->head_done && !u->msg_done) {
         /* A body delimited by the close of the connection ends here. */
         http_parser_execute(&u->parser, &resp_settings, NULL, 0);
         if (u->msg_done) {
-            c->req.resp_done = 1;
-            u->msg_done = 1;
-            fg_conn_maybe_finish(c);
+            fg_ex_up_end(ex);
             goto out;
         }
     }
-    if (!u->got_bytes && u->reused && !c->req.body_started && !c->req.retried &&
-        idempotent(c->req.line.method)) {
-        /*
-         * A kept-alive connection the shard had already closed: try a fresh one. Only
-         * an idempotent request (RFC 9110 9.2.2) may go twice: a POST the shard read
-         * and then dropped may have taken effect.
-         */
-        uint32_t shard = u->shard;
-        c->up = NULL;
-        u->conn = NULL;
+    if (!u->got_bytes && u->reused) {
+        /* A kept-alive connection the shard had already closed: the exchange may retry. */
+        u->ex = NULL;
         fg_up_close(u);
-        c->req.retried = 1;
-        fg_up_acquire(c, shard);
+        if (!fg_ex_up_retry(ex))
+            fg_ex_up_failed(ex, (what & BEV_EVENT_EOF)
+                                    ? "connection closed before the response completed"
+                                    : "connection error");
         goto out;
     }
     fail(u, (what & BEV_EVENT_EOF) ? "connection closed before the response completed"
                                    : "connection error");
 out:
-    flush_pair(u, c && !c->dead ? c : NULL);
+    flush_out(u, ex);
     up_release(u);
-    if (c)
-        fg_conn_release(c);
+    if (ex)
+        fg_ex_release(ex);
 }
 
 static void up_reader_data(void *arg)
@@ -617,33 +565,33 @@ static struct bufferevent *new_bev(struct fg_worker *w, struct fg_snapshot *snap
     return bev;
 }
 
-void fg_up_acquire(struct fg_conn *c, uint32_t shard)
+void fg_up_acquire(struct fg_exchange *ex, uint32_t shard)
 {
-    struct fg_worker *w = c->w;
-    struct fg_snapshot *snap = c->req.snap;
-    if (snap == w->snap && shard < w->npools && !c->req.retried) {
+    struct fg_worker *w = ex->w;
+    struct fg_snapshot *snap = ex->req.snap;
+    if (snap == w->snap && shard < w->npools && !ex->req.retried) {
         struct fg_pool *pool = &w->pools[shard];
         struct fg_upconn *u = TAILQ_FIRST(&pool->idle);
         if (u) {
             TAILQ_REMOVE(&pool->idle, u, link);
             pool->nidle--;
             u->state = UP_ACTIVE;
-            u->conn = c;
-            c->up = u;
+            u->ex = ex;
+            ex->up = u;
             if (u->eager) {
                 fg_reader_timeout(&u->rd, 0);
                 fg_reader_set(&u->rd, 1);
             } else {
                 bufferevent_set_timeouts(u->bev, NULL, NULL);
             }
-            fg_proxy_send_head(c);
+            fg_ex_up_ready(ex);
             return;
         }
     }
     const struct fg_shard_cfg *s = &snap->cfg->shards[shard];
     struct bufferevent *bev = new_bev(w, snap, shard);
     if (bev == NULL) {
-        fg_conn_upstream_failed(c, "cannot create a connection");
+        fg_ex_up_failed(ex, "cannot create a connection");
         return;
     }
     struct fg_upconn *u = fg_calloc(1, sizeof(*u));
@@ -653,8 +601,8 @@ void fg_up_acquire(struct fg_conn *c, uint32_t shard)
     u->snap = fg_snapshot_ref(snap);
     u->state = UP_CONNECTING;
     u->eager = snap->shard_ctx[shard] == NULL;
-    u->conn = c;
-    c->up = u;
+    u->ex = ex;
+    ex->up = u;
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, u);
@@ -663,6 +611,8 @@ void fg_up_acquire(struct fg_conn *c, uint32_t shard)
     bufferevent_set_timeouts(bev, &tv, &tv);
     /* plaintext: EV_WRITE alone sees the connect finish; our reader starts after it */
     bufferevent_enable(bev, u->eager ? EV_WRITE : EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, s->host, s->port) != 0)
+    if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, s->host, s->port) != 0) {
+        ex->up = NULL;
         fail(u, "connect failed");
+    }
 }

@@ -96,6 +96,19 @@ void fg_worker_sync_snapshot(struct fg_worker *w);
 void fg_pools_reset(struct fg_worker *w, size_t nshards);
 void fg_pools_free(struct fg_worker *w);
 
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t fg_now_us(void);
+
+/* Appends a chunk-size line ("<hex>\r\n") to out. */
+void fg_chunk_head(struct evbuffer *out, size_t n);
+/*
+ * Writes what bev's output holds straight to its (plaintext) socket; arms
+ * EV_WRITE for whatever the socket did not take, so the bufferevent finishes
+ * (and reports errors) as usual. Returns 1 when the output is empty. This
+ * saves the epoll_ctl pair a bufferevent spends on every write.
+ */
+int fg_io_flush(struct bufferevent *bev);
+
 /*
  * fg_reader: reads for a plaintext socket done by frontgate rather than its
  * bufferevent: one readv into the bufferevent's input buffer, without the
