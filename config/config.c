@@ -105,7 +105,8 @@ static void read_listeners(struct fg_cfgrd *r, struct fg_ynode *root)
             l->tls = 1;
             read_tls(r, tls->val, &l->tls_cfg, "listener.tls");
         }
-        fg_rd_unknown(&r->rd, n, "listener", "address, tls");
+        fg_rd_bool(&r->rd, n, "http2", l->tls, &l->http2);
+        fg_rd_unknown(&r->rd, n, "listener", "address, tls, http2");
         int any_port = l->port && strcmp(l->port, "0") == 0;
         for (size_t j = 0; l->address && !any_port && j + 1 < r->cfg->nlisteners; j++)
             if (r->cfg->listeners[j].address &&
@@ -443,11 +444,13 @@ static void read_limits(struct fg_cfgrd *r, struct fg_ynode *root)
                    &l->upstream_idle_timeout_ms);
     fg_rd_size(&r->rd, n, "upstreamMaxIdle", 256, 0, 65536, &v);
     l->upstream_max_idle = (uint32_t)v;
+    fg_rd_size(&r->rd, n, "maxConcurrentStreams", 250, 1, 10000, &v);
+    l->max_concurrent_streams = (uint32_t)v;
     if (n)
         fg_rd_unknown(&r->rd, n, "limits",
                       "maxHeaderBytes, headerTimeout, idleTimeout, maxConnections, "
                       "connectTimeout, shutdownGracePeriod, maxBufferBytes, upstreamIdleTimeout, "
-                      "upstreamMaxIdle");
+                      "upstreamMaxIdle, maxConcurrentStreams");
 }
 
 static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)

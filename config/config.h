@@ -36,6 +36,7 @@ struct fg_listener_cfg {
     char *port;
     int tls;
     struct fg_tls_cfg tls_cfg;
+    int http2; /* HTTP/2: ALPN h2 on TLS (default on), prior-knowledge h2c on plaintext (off) */
     struct fg_mark mark;
 };
 
@@ -157,7 +158,8 @@ struct fg_limits {
     uint64_t shutdown_grace_ms;
     uint32_t max_buffer_bytes; /* per direction, per connection */
     uint64_t upstream_idle_timeout_ms;
-    uint32_t upstream_max_idle; /* pooled connections per shard, per worker */
+    uint32_t upstream_max_idle;      /* pooled connections per shard, per worker */
+    uint32_t max_concurrent_streams; /* HTTP/2 streams per client connection */
 };
 
 struct fg_config {

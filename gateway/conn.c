@@ -9,6 +9,7 @@
 
 #include "../auth/authn.h"
 #include "accesslog.h"
+#include "h2.h"
 #include "http.h"
 #include "sanitize.h"
 #include "tls.h"
@@ -73,7 +74,6 @@ static void read_on(struct fg_conn *c, int on)
         bufferevent_disable(c->bev, EV_READ);
 }
 
-static void fg_conn_kick(struct fg_conn *c);
 static void fg_conn_unthrottle(struct fg_conn *c);
 static void start_closing(struct fg_conn *c);
 
@@ -147,6 +147,8 @@ static int read_cl_body(struct fg_conn *c, struct evbuffer *in)
 
 static void conn_free(struct fg_conn *c)
 {
+    if (c->h2)
+        fg_h2_free(c->h2);
     fg_ex_free(&c->ex);
     fg_union_memo_clear(&c->memo);
     free(c);
@@ -165,6 +167,8 @@ void fg_conn_release(struct fg_conn *c)
 
 static int req_in_flight(const struct fg_conn *c)
 {
+    if (c->h2)
+        return fg_h2_active(c->h2) > 0;
     return c->state != CS_HEAD || c->ex.req.t_start_us != 0; /* a head has begun to arrive */
 }
 
@@ -174,7 +178,10 @@ void fg_conn_close(struct fg_conn *c)
         return;
     c->dead = 1;
     fg_conn_hold(c);
-    fg_ex_client_gone(&c->ex);
+    if (c->h2)
+        fg_h2_close(c->h2); /* every stream's exchange goes */
+    else
+        fg_ex_client_gone(&c->ex);
     event_free(c->timer);
     event_free(c->kick);
     if (c->eager)
@@ -518,9 +525,56 @@ static int feed_chunked(struct fg_conn *c, const char *data, size_t n, size_t *u
     return 0;
 }
 
+/*
+ * Before the first request: HTTP/2 when TLS negotiated h2, or when a plaintext
+ * listener with `http2: true` sees the client preface. 1: HTTP/2 from here on;
+ * 0: HTTP/1.1; -1: not known yet (a preface prefix) or failed (closed).
+ */
+static int start_h2(struct fg_conn *c, struct evbuffer *in)
+{
+    int h2 = 0;
+    c->proto_known = 1;
+    if (c->ci.tls) {
+        const unsigned char *alpn = NULL;
+        unsigned int alen = 0;
+        SSL_get0_alpn_selected(bufferevent_openssl_get_ssl(c->bev), &alpn, &alen);
+        h2 = alen == 2 && memcmp(alpn, "h2", 2) == 0;
+    } else if (c->h2_ok) {
+        size_t n = evbuffer_get_length(in);
+        if (n > 24)
+            n = 24;
+        h2 = fg_h2_is_preface((const char *)evbuffer_pullup(in, (ssize_t)n), n);
+        if (h2 < 0) {
+            c->proto_known = 0; /* wait for the rest of the preface */
+            return -1;
+        }
+    }
+    if (!h2)
+        return 0;
+    c->h2 = fg_h2_new(c);
+    if (c->h2 == NULL) {
+        fg_conn_close(c);
+        return -1;
+    }
+    c->ci.h2 = 1;
+    c->state = CS_EXCHANGE;
+    timer_clear(c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    return 1;
+}
+
 static void process_input(struct fg_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (!c->proto_known && !c->dead && evbuffer_get_length(in) > 0 && start_h2(c, in) < 0)
+        return;
+    if (c->h2) {
+        if (c->state == CS_CLOSING)
+            evbuffer_drain(in, evbuffer_get_length(in));
+        else if (!c->dead && fg_h2_input(c->h2, in) < 0)
+            fg_conn_close(c);
+        return;
+    }
     while (!c->dead) {
         if (c->state == CS_TUNNEL) {
             if (!c->throttled && fg_ex_tunnel_data(&c->ex, in))
@@ -594,7 +648,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     fg_conn_release(c);
 }
 
-static void fg_conn_kick(struct fg_conn *c)
+void fg_conn_kick(struct fg_conn *c)
 {
     if (!c->dead)
         event_active(c->kick, EV_TIMEOUT, 1);
@@ -636,19 +690,42 @@ static void drained(struct fg_conn *c)
 {
     if (c->state == CS_CLOSING)
         flushed(c);
+    else if (c->h2)
+        fg_h2_drained(c->h2);
     else
         fg_ex_client_drained(&c->ex);
+}
+
+/* HTTP/2: frames out, the idle timer while no stream is open, the close once it is over. */
+static void flush_h2(struct fg_conn *c)
+{
+    fg_h2_flush_upstreams(c->h2);
+    if (c->dead || c->state == CS_CLOSING)
+        return;
+    if (fg_h2_send(c->h2) < 0 || fg_h2_finished(c->h2)) {
+        c->linger = 0;
+        start_closing(c);
+        return;
+    }
+    if (fg_h2_active(c->h2) == 0)
+        timer_set(c, limits(c)->idle_timeout_ms);
+    else
+        timer_clear(c);
 }
 
 void fg_conn_flush(struct fg_conn *c)
 {
     for (int round = 0; round < 4 && !c->dead; round++) {
         int again = 0;
-        fg_ex_flush_upstream(&c->ex);
+        if (c->h2)
+            flush_h2(c);
+        else
+            fg_ex_flush_upstream(&c->ex);
         if (c->dead)
             break;
         if (c->eager && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 &&
-            fg_io_flush(c->bev) && (c->state == CS_CLOSING || fg_ex_upstream_throttled(&c->ex))) {
+            fg_io_flush(c->bev) &&
+            (c->state == CS_CLOSING || c->h2 || fg_ex_upstream_throttled(&c->ex))) {
             drained(c);
             again = 1; /* the shard may have sent more, or we closed */
         }
@@ -666,7 +743,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
             bufferevent_disable(bev, EV_WRITE); /* until the socket is full again */
         drained(c);
     } else if (c->state != CS_CLOSING) {
-        fg_ex_client_drained(&c->ex); /* below the low watermark */
+        drained(c); /* below the low watermark */
     }
     fg_conn_flush(c);
     fg_conn_release(c);
@@ -697,7 +774,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct fg_conn *c = arg;
     fg_conn_hold(c);
-    if (c->state == CS_HEAD || c->state == CS_CLOSING)
+    if (c->state == CS_HEAD || c->state == CS_CLOSING || (c->h2 && fg_h2_active(c->h2) == 0))
         fg_conn_close(c);
     fg_conn_release(c);
 }
@@ -761,6 +838,7 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     c->bev = bev;
     c->ci.tls = ctx != NULL;
     c->eager = ctx == NULL;
+    c->h2_ok = w->snap->cfg->listeners[la->index].http2;
     c->ci.port = la->port;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->ci.peer, sizeof(c->ci.peer));
@@ -793,8 +871,12 @@ void fg_conn_drain_all(struct fg_worker *w)
     struct fg_conn *c, *next;
     for (c = TAILQ_FIRST(&w->conns); c; c = next) {
         next = TAILQ_NEXT(c, link);
-        if (!req_in_flight(c))
+        if (!req_in_flight(c)) {
             fg_conn_close(c);
+        } else if (c->h2) {
+            fg_h2_goaway(c->h2); /* no new streams; close once the open ones finish */
+            fg_conn_flush(c);
+        }
     }
     if (w->nconns == 0)
         event_base_loopexit(w->base, NULL);

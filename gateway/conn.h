@@ -49,7 +49,9 @@ struct fg_conn {
     struct event *kick; /* resumes parsing from the loop's top level */
     struct fg_exchange ex;
     struct fg_union_memo memo; /* the bearer last admitted on this connection (union.h) */
-    struct fg_h2 *h2;          /* HTTP/2: the session (h2.c) instead of ex */
+    struct fg_h2 *h2;          /* HTTP/2: the session (h2.c), hosting one exchange per stream */
+    int h2_ok;                 /* plaintext listener with http2: true (prior knowledge) */
+    int proto_known;           /* HTTP/1.1 or HTTP/2 was decided */
     int holds;
     int dead;
     uint64_t requests;
@@ -58,6 +60,8 @@ struct fg_conn {
 void fg_conn_hold(struct fg_conn *c);
 void fg_conn_release(struct fg_conn *c);
 void fg_conn_close(struct fg_conn *c);
+/* Runs the connection's input processing from the loop's top level. */
+void fg_conn_kick(struct fg_conn *c);
 /* Flushes c's eager output (and its exchange's upstream); call at the end of every callback. */
 void fg_conn_flush(struct fg_conn *c);
 

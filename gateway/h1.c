@@ -78,7 +78,7 @@ enum fg_h1_result fg_h1_scan(struct fg_h1_scan *s, const char *p, size_t n, size
 
 /* ---- the request line ----------------------------------------------------- */
 
-static int method_of(const char *p, size_t n)
+int fg_h1_method_of(const char *p, size_t n)
 {
     for (int m = 0;; m++) {
         const char *name = http_method_str((enum http_method)m);
@@ -96,7 +96,7 @@ static int target_char(unsigned char c)
 }
 
 /* Checks the target's bytes: no control, space, DEL, '#', non-ASCII; '%' then two hex digits. */
-static int target_ok(const char *t, size_t n)
+int fg_h1_target_ok(const char *t, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)t[i];
@@ -166,12 +166,12 @@ static int request_line(const char *p, size_t n, size_t max_target, struct fg_ms
         return 505;
     if (tlen > max_target)
         return 414;
-    if (!target_ok(t, tlen))
+    if (!fg_h1_target_ok(t, tlen))
         return 400;
     rq->minor = v[7] - '0';
     if (rq->minor > 1)
         rq->minor = 1;
-    rq->method = method_of(p, (size_t)(sp1 - p));
+    rq->method = fg_h1_method_of(p, (size_t)(sp1 - p));
     if (rq->method < 0)
         return 501;
     return store_target(t, tlen, m, rq);

@@ -91,6 +91,10 @@ struct fg_h1_request {
 int fg_h1_parse_request(const char *in, size_t len, size_t max_target, struct fg_msg *m,
                         struct fg_h1_request *rq);
 
+/* The enum http_method of a method name (exact, case-sensitive), or -1. */
+int fg_h1_method_of(const char *p, size_t n);
+/* A request-target's bytes: no control, space, DEL, '#' or non-ASCII; '%' then two hex digits. */
+int fg_h1_target_ok(const char *t, size_t n);
 /* Character classes of RFC 9110 5.6.2 and 5.5. */
 int fg_h1_tchar(unsigned char c);
 /* A field value as the shard will read it: VCHAR/obs-text, inner SP/HTAB, no OWS at the ends. */

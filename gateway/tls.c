@@ -127,16 +127,18 @@ static void harden(SSL_CTX *ctx)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
 
+/* h2 when the listener allows it and the client offers it, else http/1.1 (our preference). */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
     (void)ssl;
-    (void)arg;
-    static const unsigned char h11[] = "\x08http/1.1";
-    if (SSL_select_next_proto((unsigned char **)out, outlen, h11, sizeof(h11) - 1, in, inlen) ==
+    static const unsigned char both[] = "\x02h2\x08http/1.1", h11[] = "\x08http/1.1";
+    const unsigned char *ours = arg ? both : h11;
+    unsigned int ourlen = arg ? sizeof(both) - 1 : sizeof(h11) - 1;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, ourlen, in, inlen) ==
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_OK;
-    return SSL_TLSEXT_ERR_NOACK; /* a client offering only h2 still gets HTTP/1.1 */
+    return SSL_TLSEXT_ERR_NOACK; /* a client offering neither still gets HTTP/1.1 */
 }
 
 SSL_CTX *fg_tls_server_ctx(const struct fg_config *cfg, const struct fg_listener_cfg *l,
@@ -170,7 +172,7 @@ SSL_CTX *fg_tls_server_ctx(const struct fg_config *cfg, const struct fg_listener
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         }
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, l->http2 ? (void *)1 : NULL);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"frontgate", 9);
     free(cert);
     free(key);
