@@ -96,8 +96,9 @@ void fg_access_log(struct fg_exchange *ex)
         fg_buf_logval(bp, r->reason, strlen(r->reason));
     }
     uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
-    fg_buf_printf(bp, " dur_ms=%llu.%03llu bytes=%llu peer=%s\n", (unsigned long long)(dur / 1000),
-                  (unsigned long long)(dur % 1000), (unsigned long long)r->bytes_out, ex->ci->peer);
+    fg_buf_printf(bp, " dur_ms=%llu.%03llu bytes=%llu proto=%s peer=%s\n",
+                  (unsigned long long)(dur / 1000), (unsigned long long)(dur % 1000),
+                  (unsigned long long)r->bytes_out, ex->ci->h2 ? "h2" : "http/1.1", ex->ci->peer);
     if (bp->len > PIPE_BUF && start > 0)
         flush(w, start); /* the earlier lines; this one waits for the end of the pass */
     if (w->access_flush == NULL)

@@ -274,7 +274,7 @@ def test_access_log_lines_stay_whole_and_complete_under_concurrency(env):
     want = {f"batch-t{t}-r{i}" for t in range(nthreads) for i in range(per)}
     whole = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info access method=GET "
                        r"path=/clusters/\S+/api/v1/(batch-t\d+-r\d+) status=200 .* "
-                       r"dur_ms=\d+\.\d{3} bytes=\d+ peer=127\.0\.0\.1$")
+                       r"dur_ms=\d+\.\d{3} bytes=\d+ proto=http/1\.1 peer=127\.0\.0\.1$")
     deadline = time.monotonic() + 10
     while True:
         lines = [ln for ln in env.fg.lines() if "batch-t" in ln]
