@@ -571,8 +571,10 @@ static void process_input(struct fg_conn *c)
     if (c->h2) {
         if (c->state == CS_CLOSING)
             evbuffer_drain(in, evbuffer_get_length(in));
-        else if (!c->dead && fg_h2_input(c->h2, in) < 0)
-            fg_conn_close(c);
+        else if (!c->dead && fg_h2_input(c->h2, in) < 0) {
+            c->linger = 1;    /* the client may still be sending: let it read the GOAWAY */
+            start_closing(c); /* after the GOAWAY fg_h2_input may have written */
+        }
         return;
     }
     while (!c->dead) {
@@ -703,7 +705,7 @@ static void flush_h2(struct fg_conn *c)
     if (c->dead || c->state == CS_CLOSING)
         return;
     if (fg_h2_send(c->h2) < 0 || fg_h2_finished(c->h2)) {
-        c->linger = 0;
+        c->linger = 1; /* a GOAWAY went out: read (and drop) until the client closes */
         start_closing(c);
         return;
     }
@@ -774,8 +776,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct fg_conn *c = arg;
     fg_conn_hold(c);
-    if (c->state == CS_HEAD || c->state == CS_CLOSING || (c->h2 && fg_h2_active(c->h2) == 0))
+    if (c->h2 && c->state != CS_CLOSING && fg_h2_active(c->h2) == 0) {
+        /* idle: say so with GOAWAY(NO_ERROR), then close once it is written */
+        fg_h2_goaway(c->h2);
+        fg_h2_send(c->h2);
+        c->linger = 1;
+        start_closing(c);
+    } else if (c->state == CS_HEAD || c->state == CS_CLOSING) {
         fg_conn_close(c);
+    }
     fg_conn_release(c);
 }
 

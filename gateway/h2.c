@@ -456,7 +456,10 @@ static void request_ready(struct h2_stream *st, int end_stream)
         st->ex.state = EX_ROUTING;
         r->snap = fg_snapshot_ref(st->s->c->w->snap);
         fg_ex_respond_status(&st->ex, status,
-                             status == 431 ? "RequestHeaderFieldsTooLarge" : "BadRequest",
+                             status == 431   ? "RequestHeaderFieldsTooLarge"
+                             : status == 405 ? "MethodNotAllowed"
+                             : status == 501 ? "NotImplemented"
+                                             : "BadRequest",
                              status == 431   ? "request header fields too large"
                              : status == 405 ? "method not allowed"
                              : status == 501 ? "method not implemented"
@@ -604,6 +607,29 @@ static void feed(struct fg_h2 *s)
     }
 }
 
+/*
+ * A fatal input error (a header list past 4x the limit, a CONTINUATION flood, a callback
+ * refusing a frame): the streams go, and the client is told why in a GOAWAY written here,
+ * after the whole frames nghttp2 already gave us, since the session itself is not used
+ * again. A peer that is not speaking HTTP/2, or that does not read, gets no frame.
+ */
+static void fatal_goaway(struct fg_h2 *s, int err)
+{
+    uint32_t last = (uint32_t)nghttp2_session_get_last_proc_stream_id(s->ng);
+    fg_h2_close(s);
+    if (err == NGHTTP2_ERR_BAD_CLIENT_MAGIC || err == NGHTTP2_ERR_FLOODED)
+        return;
+    uint32_t code = err == NGHTTP2_ERR_CALLBACK_FAILURE || err == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                        ? NGHTTP2_ENHANCE_YOUR_CALM
+                        : NGHTTP2_PROTOCOL_ERROR;
+    uint8_t f[17] = {0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        f[9 + i] = (uint8_t)(last >> (24 - 8 * i));
+        f[13 + i] = (uint8_t)(code >> (24 - 8 * i));
+    }
+    evbuffer_add(bufferevent_get_output(s->c->bev), f, sizeof(f));
+}
+
 int fg_h2_input(struct fg_h2 *s, struct evbuffer *in)
 {
     while (!s->closed && evbuffer_get_length(in) > 0) {
@@ -613,6 +639,7 @@ int fg_h2_input(struct fg_h2 *s, struct evbuffer *in)
         if (used < 0) {
             fg_log(FG_LOG_DEBUG, "client %s: HTTP/2: %s", s->c->ci.peer,
                    nghttp2_strerror((int)used));
+            fatal_goaway(s, (int)used);
             return -1;
         }
         evbuffer_drain(in, (size_t)used);
