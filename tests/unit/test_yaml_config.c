@@ -292,6 +292,31 @@ static void listener_address_forms(void)
     fg_config_free(cfg);
 }
 
+/* HTTP/2 is on by default where ALPN can negotiate it (TLS), off on plaintext (h2c needs prior
+ * knowledge, so it is opt-in), and either can be set. */
+static void listener_http2(void)
+{
+    struct fg_config *cfg = good("listeners:\n"
+                                 "  - address: 127.0.0.1:8080\n"
+                                 "  - address: 127.0.0.1:8443\n"
+                                 "    tls: {certFile: a.crt, keyFile: a.key}\n"
+                                 "  - address: 127.0.0.1:8444\n"
+                                 "    tls: {certFile: a.crt, keyFile: a.key}\n"
+                                 "    http2: false\n"
+                                 "  - address: 127.0.0.1:8081\n"
+                                 "    http2: true\n" S_ R_);
+    CHECK(cfg != NULL && cfg->nlisteners == 4);
+    if (cfg && cfg->nlisteners == 4) {
+        CHECK(cfg->listeners[0].http2 == 0);
+        CHECK(cfg->listeners[1].http2 == 1);
+        CHECK(cfg->listeners[2].http2 == 0);
+        CHECK(cfg->listeners[3].http2 == 1);
+    }
+    fg_config_free(cfg);
+    REFUSED("listeners:\n  - address: 127.0.0.1:8080\n    http2: yes please\n" S_ R_,
+            "t.yaml:3:12: \"http2\" must be true or false");
+}
+
 /* ---- unknown keys, at every level ----------------------------------------- */
 
 static void unknown_key_top_level(void)
@@ -768,6 +793,7 @@ static void limits_defaults(void)
     CHECK(l->max_buffer_bytes == 1048576);
     CHECK(l->upstream_idle_timeout_ms == 60000);
     CHECK(l->upstream_max_idle == 256);
+    CHECK(l->max_concurrent_streams == 250);
     fg_config_free(cfg);
 }
 
@@ -796,6 +822,9 @@ static void limits_set(void)
     CHECK(l->max_buffer_bytes == 65536);
     CHECK(l->upstream_idle_timeout_ms == 3600000);
     CHECK(l->upstream_max_idle == 0);
+    fg_config_free(cfg);
+    cfg = good(MIN "limits: {maxConcurrentStreams: 1000}\n");
+    CHECK(cfg != NULL && cfg->limits.max_concurrent_streams == 1000);
     fg_config_free(cfg);
 }
 
@@ -840,6 +869,8 @@ static void limits_errors(void)
         {"upstreamIdleTimeout", "[1]", "must be a duration"},
         {"upstreamMaxIdle", "65537", "must be between 0 and 65536"},
         {"upstreamMaxIdle", "-1", "must be a number"},
+        {"maxConcurrentStreams", "0", "must be between 1 and 10000"},
+        {"maxConcurrentStreams", "10001", "must be between 1 and 10000"},
     };
     char want[160];
     for (size_t i = 0; i < FG_ARRAY_LEN(cases); i++) {
@@ -1413,6 +1444,7 @@ int main(void)
     RUN(explicit_document_markers);
     RUN(shard_url_forms);
     RUN(listener_address_forms);
+    RUN(listener_http2);
     RUN(unknown_key_top_level);
     RUN(unknown_key_listener);
     RUN(unknown_key_shard);
