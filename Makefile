@@ -4,7 +4,8 @@
 #   make install build and install frontgate into $(PREFIX)/bin (PREFIX=/usr/local)
 #   make test    build (normal, ASan+UBSan, TSan) and run every test
 #   make bench   run the side-by-side benchmark against nginx and HAProxy
-#   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own
+#   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own, and minting
+#                against libjwt
 #   make soak    SOAK_SECONDS (600) of mixed traffic and reloads; RSS and fds must stay flat
 #   make test-interop   frontgate in front of real peers: kube-apiserver + etcd, the Iceberg REST
 #                catalog with PyIceberg and DuckDB, Keycloak, kcp (INTEROP="kube iceberg" for some)
@@ -51,7 +52,7 @@ bench:
 	@tests/bench/run
 
 bench-jwt:
-	@.ci/install-deps build
+	@.ci/install-deps bench-jwt
 	@tests/bench/jwt/run
 
 format:
