@@ -266,9 +266,24 @@ static void read_shards(struct fg_cfgrd *r, struct fg_ynode *root)
             fg_rd_err(&r->rd, mp->key, "mint: is only for shards with identity: mint");
         else if (mp)
             read_mint(r, mp->val, s);
+        const char *proto = fg_rd_str(&r->rd, n, "protocol", 0, "shard");
+        if (proto == NULL || strcmp(proto, "http1") == 0)
+            s->protocol = FG_PROTO_HTTP1;
+        else if (strcmp(proto, "auto") == 0)
+            s->protocol = FG_PROTO_AUTO;
+        else if (strcmp(proto, "h2") == 0)
+            s->protocol = FG_PROTO_H2;
+        else
+            fg_rd_err(&r->rd, fg_yaml_get(n, "protocol")->val,
+                      "shard protocol \"%s\" must be http1, auto or h2", proto);
+        uint64_t v;
+        fg_rd_size(&r->rd, n, "maxStreamsPerConnection", 250, 1, 10000, &v);
+        s->max_streams = (uint32_t)v;
+        fg_rd_size(&r->rd, n, "maxConnections", 4, 1, 1000, &v);
+        s->max_conns = (uint32_t)v;
         fg_rd_unknown(&r->rd, n, "shard",
                       "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity, "
-                      "mint");
+                      "mint, protocol, maxStreamsPerConnection, maxConnections");
         for (size_t j = 0; s->name && j + 1 < r->cfg->nshards; j++)
             if (r->cfg->shards[j].name && strcmp(r->cfg->shards[j].name, s->name) == 0)
                 fg_rd_err(&r->rd, n, "shard name \"%s\" is used twice", s->name);

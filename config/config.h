@@ -47,6 +47,13 @@ enum fg_identity_mode {
     FG_IDENTITY_MINT,           /* a JWT frontgate signs for the identity (see mint) */
 };
 
+/* How frontgate speaks to a shard (shards[].protocol). */
+enum fg_shard_proto {
+    FG_PROTO_HTTP1, /* HTTP/1.1, one request per connection at a time (the default) */
+    FG_PROTO_AUTO,  /* https: ALPN offers h2 and http/1.1, the shard picks; http: HTTP/1.1 */
+    FG_PROTO_H2,    /* HTTP/2 only: ALPN h2 on https, prior-knowledge h2c on http */
+};
+
 struct fg_mint_cfg {
     char *issuer;   /* URL; frontgate serves its discovery document and JWKS under its path */
     char *key_file; /* PEM private key: RSA (RS256) or EC P-256 (ES256) */
@@ -69,6 +76,9 @@ struct fg_shard_cfg {
     char *server_name; /* TLS SNI and verified name; defaults to host */
     enum fg_identity_mode identity;
     struct fg_mint_cfg *mint; /* FG_IDENTITY_MINT */
+    enum fg_shard_proto protocol;
+    uint32_t max_streams; /* HTTP/2: streams per connection (lowered by the shard's SETTINGS) */
+    uint32_t max_conns;   /* HTTP/2: connections per worker; more requests wait for a stream */
     struct fg_mark mark;
     struct fg_mark ca_mark, client_cert_mark, client_key_mark; /* where each file is named */
 };

@@ -244,8 +244,8 @@ void fg_ex_body_end(struct fg_exchange *ex)
         local_answer(ex);
         return;
     }
-    if (ex->up && forwarding(ex) && r->f.chunked)
-        fg_up_write(ex->up, "0\r\n\r\n", 5);
+    if (ex->up && forwarding(ex))
+        fg_up_body_end(ex->up, r->f.chunked);
     fg_ex_response_done(ex);
 }
 
@@ -320,7 +320,11 @@ void fg_ex_up_ready(struct fg_exchange *ex)
     struct fg_req *r = &ex->req;
     if (r->up_head.len == 0)
         fg_proxy_build_head(ex, &r->up_head);
-    fg_up_write(ex->up, r->up_head.data, r->up_head.len);
+    if (fg_up_send_head(ex->up, r->up_head.data, r->up_head.len) != 0) {
+        close_up(ex);
+        fg_ex_up_failed(ex, "cannot send the request");
+        return;
+    }
     ex->state = EX_FORWARDING;
     ex->ops->read_body(ex);
 }
@@ -386,15 +390,16 @@ static int idempotent(int method)
            method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
 }
 
-int fg_ex_up_retry(struct fg_exchange *ex)
+int fg_ex_up_retry(struct fg_exchange *ex, int unprocessed)
 {
     struct fg_req *r = &ex->req;
     /*
      * A kept-alive connection the shard had already closed: try a fresh one. Only an
      * idempotent request (RFC 9110 9.2.2) may go twice: a POST the shard read and then
-     * dropped may have taken effect.
+     * dropped may have taken effect. A stream the shard refused (RFC 9113 8.7) was not
+     * processed, whatever its method.
      */
-    if (r->body_started || r->retried || !idempotent(r->line.method))
+    if (r->body_started || r->retried || (!unprocessed && !idempotent(r->line.method)))
         return 0;
     take_up(ex);
     r->retried = 1;

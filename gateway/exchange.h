@@ -80,6 +80,7 @@ struct fg_req {
     uint64_t bytes_out;
     uint64_t t_start_us;
     int retried;
+    int up_h1;             /* protocol auto: the shard chose HTTP/1.1 by ALPN */
     struct fg_buf up_head; /* the request head sent upstream, kept for one retry */
 };
 
@@ -228,8 +229,9 @@ void fg_ex_up_tunnel_end(struct fg_exchange *ex);
 /* The upstream failed (and is closed, detached): 502 if nothing reached the client. */
 void fg_ex_up_failed(struct fg_exchange *ex, const char *why);
 /* A reused connection was found closed before any response byte: retried once when
- * the request allows it (returns 1), else the caller fails. */
-int fg_ex_up_retry(struct fg_exchange *ex);
+ * the request allows it (returns 1), else the caller fails. unprocessed: the shard said it
+ * never processed the request (HTTP/2 REFUSED_STREAM, GOAWAY), so any method may go again. */
+int fg_ex_up_retry(struct fg_exchange *ex, int unprocessed);
 /* The upstream's output drained below its mark. */
 void fg_ex_up_drained(struct fg_exchange *ex);
 /* End of an upstream callback: the client writes out what it was given. */

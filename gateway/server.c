@@ -6,6 +6,7 @@
 #include "../config/jwtcfg.h"
 #include "accesslog.h"
 #include "fetch.h"
+#include "h2up.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -125,6 +126,7 @@ void fg_worker_sync_snapshot(struct fg_worker *w)
         fg_pools_reset(w, s->cfg->nshards); /* idle connections of the old config go */
         struct fg_snapshot *old = w->snap;
         w->snap = s;
+        fg_h2up_sweep(w); /* idle HTTP/2 connections of the old config go */
         fg_snapshot_unref(old);
     } else {
         fg_snapshot_unref(s);
@@ -147,6 +149,7 @@ static void worker_mailbox(evutil_socket_t fd, short what, void *arg)
             w->listeners[i] = NULL;
         }
         fg_conn_drain_all(w);
+        fg_h2up_sweep(w);
     }
     if (srv_global && __atomic_load_n(&srv_global->force, __ATOMIC_RELAXED))
         event_base_loopexit(w->base, NULL);
@@ -214,6 +217,8 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
     if (w->dns == NULL)
         w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     TAILQ_INIT(&w->conns);
+    TAILQ_INIT(&w->h2conns);
+    TAILQ_INIT(&w->h2wait);
     fg_access_log_init(w);
     w->snap = fg_snapshot_ref(snap);
     fg_pools_reset(w, snap->cfg->nshards);
@@ -251,6 +256,7 @@ static void worker_free(struct fg_worker *w)
     }
     free(w->listeners);
     free(w->listen_args);
+    fg_h2up_close_all(w);
     fg_pools_free(w);
     if (w->mailbox) {
         event_free(w->mailbox);

@@ -8,6 +8,7 @@
 #include "upstream.h"
 
 #include "exchange.h"
+#include "h2up.h"
 #include "sanitize.h"
 #include "tls.h"
 
@@ -186,8 +187,18 @@ static void up_release(struct fg_upconn *u)
         up_free(u);
 }
 
+/* An HTTP/2 stream (h2up.c) rather than a connection of its own. */
+static int is_stream(const struct fg_upconn *u)
+{
+    return u->bev == NULL;
+}
+
 void fg_up_close(struct fg_upconn *u)
 {
+    if (is_stream(u)) {
+        fg_h2up_release(u, 0);
+        return;
+    }
     if (u->dead)
         return;
     u->dead = 1;
@@ -212,6 +223,10 @@ void fg_up_detach(struct fg_upconn *u)
 void fg_up_release(struct fg_upconn *u, int reusable)
 {
     struct fg_worker *w = u->w;
+    if (is_stream(u)) {
+        fg_h2up_release(u, reusable);
+        return;
+    }
     reusable = reusable && u->msg_done && !u->upgraded && http_should_keep_alive(&u->parser) &&
                u->snap == w->snap && !w->draining && u->shard < w->npools &&
                evbuffer_get_length(bufferevent_get_input(u->bev)) == 0;
@@ -265,13 +280,36 @@ void fg_pools_free(struct fg_worker *w)
 
 /* ---- writing -------------------------------------------------------------- */
 
+int fg_up_send_head(struct fg_upconn *u, const char *head, size_t len)
+{
+    if (is_stream(u))
+        return fg_h2up_send_head(u, head, len);
+    evbuffer_add(bufferevent_get_output(u->bev), head, len);
+    return 0;
+}
+
 void fg_up_write(struct fg_upconn *u, const void *p, size_t n)
 {
-    evbuffer_add(bufferevent_get_output(u->bev), p, n);
+    if (is_stream(u))
+        fg_h2up_write(u, p, n);
+    else
+        evbuffer_add(bufferevent_get_output(u->bev), p, n);
+}
+
+void fg_up_body_end(struct fg_upconn *u, int chunked)
+{
+    if (is_stream(u))
+        fg_h2up_body_end(u);
+    else if (chunked)
+        evbuffer_add(bufferevent_get_output(u->bev), "0\r\n\r\n", 5);
 }
 
 void fg_up_write_chunk(struct fg_upconn *u, const void *p, size_t n)
 {
+    if (is_stream(u)) {
+        fg_h2up_write(u, p, n); /* HTTP/2 frames the body itself */
+        return;
+    }
     struct evbuffer *out = bufferevent_get_output(u->bev);
     fg_chunk_head(out, n);
     evbuffer_add(out, p, n);
@@ -280,11 +318,17 @@ void fg_up_write_chunk(struct fg_upconn *u, const void *p, size_t n)
 
 void fg_up_write_buffer(struct fg_upconn *u, struct evbuffer *src, size_t n)
 {
+    if (is_stream(u)) {
+        fg_h2up_write_buffer(u, src, n);
+        return;
+    }
     evbuffer_remove_buffer(src, bufferevent_get_output(u->bev), n);
 }
 
 int fg_up_full(struct fg_upconn *u)
 {
+    if (is_stream(u))
+        return fg_h2up_full(u);
     size_t max = up_limits(u)->max_buffer_bytes;
     if (evbuffer_get_length(bufferevent_get_output(u->bev)) < max)
         return 0;
@@ -295,6 +339,10 @@ int fg_up_full(struct fg_upconn *u)
 
 int fg_up_flush(struct fg_upconn *u)
 {
+    if (is_stream(u)) {
+        fg_h2up_flush(u);
+        return 0; /* a stream's body drains as the shard's window opens: fg_ex_up_drained */
+    }
     return u->eager && !u->dead && u->state != UP_CONNECTING &&
            evbuffer_get_length(bufferevent_get_output(u->bev)) > 0 && fg_io_flush(u->bev);
 }
@@ -371,6 +419,10 @@ static void process_input(struct fg_upconn *u)
 
 void fg_up_unthrottle(struct fg_upconn *u)
 {
+    if (is_stream(u)) {
+        fg_h2up_unthrottle(u);
+        return;
+    }
     if (!u->throttled || u->dead)
         return;
     u->throttled = 0;
@@ -382,6 +434,10 @@ void fg_up_unthrottle(struct fg_upconn *u)
 
 void fg_up_tunnel_closed(struct fg_upconn *u)
 {
+    if (is_stream(u)) {
+        fg_h2up_release(u, 0); /* upgrades never ride HTTP/2; nothing to flush */
+        return;
+    }
     u->ex = NULL;
     if (evbuffer_get_length(bufferevent_get_output(u->bev)) == 0) {
         fg_up_close(u);
@@ -504,7 +560,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         /* A kept-alive connection the shard had already closed: the exchange may retry. */
         u->ex = NULL;
         fg_up_close(u);
-        if (!fg_ex_up_retry(ex))
+        if (!fg_ex_up_retry(ex, 0))
             fg_ex_up_failed(ex, (what & BEV_EVENT_EOF)
                                     ? "connection closed before the response completed"
                                     : "connection error");
@@ -543,7 +599,8 @@ static int is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-static struct bufferevent *new_bev(struct fg_worker *w, struct fg_snapshot *snap, uint32_t shard)
+struct bufferevent *fg_up_new_bev(struct fg_worker *w, struct fg_snapshot *snap, uint32_t shard,
+                                  const unsigned char *alpn, unsigned alpn_len)
 {
     const struct fg_shard_cfg *s = &snap->cfg->shards[shard];
     SSL_CTX *ctx = snap->shard_ctx[shard];
@@ -558,6 +615,8 @@ static struct bufferevent *new_bev(struct fg_worker *w, struct fg_snapshot *snap
         SSL_set_tlsext_host_name(ssl, name);
         SSL_set1_host(ssl, name);
     }
+    if (alpn)
+        SSL_set_alpn_protos(ssl, alpn, alpn_len);
     struct bufferevent *bev =
         bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
     if (bev)
@@ -565,10 +624,29 @@ static struct bufferevent *new_bev(struct fg_worker *w, struct fg_snapshot *snap
     return bev;
 }
 
+/* HTTP/2 for this request: the shard's protocol says so, and it is no upgrade (those are
+ * HTTP/1.1, as kubectl sends them). */
+static int wants_h2(const struct fg_exchange *ex, uint32_t shard)
+{
+    const struct fg_req *r = &ex->req;
+    const struct fg_shard_cfg *s = &r->snap->cfg->shards[shard];
+    const struct fg_worker *w = ex->w;
+    if (r->f.upgrade || r->up_h1)
+        return 0;
+    if (s->protocol == FG_PROTO_H2)
+        return 1;
+    return s->protocol == FG_PROTO_AUTO && s->https &&
+           !(r->snap == w->snap && shard < w->npools && w->pools[shard].auto_h1);
+}
+
 void fg_up_acquire(struct fg_exchange *ex, uint32_t shard)
 {
     struct fg_worker *w = ex->w;
     struct fg_snapshot *snap = ex->req.snap;
+    if (wants_h2(ex, shard)) {
+        fg_h2up_acquire(ex, shard);
+        return;
+    }
     if (snap == w->snap && shard < w->npools && !ex->req.retried) {
         struct fg_pool *pool = &w->pools[shard];
         struct fg_upconn *u = TAILQ_FIRST(&pool->idle);
@@ -589,7 +667,7 @@ void fg_up_acquire(struct fg_exchange *ex, uint32_t shard)
         }
     }
     const struct fg_shard_cfg *s = &snap->cfg->shards[shard];
-    struct bufferevent *bev = new_bev(w, snap, shard);
+    struct bufferevent *bev = fg_up_new_bev(w, snap, shard, NULL, 0);
     if (bev == NULL) {
         fg_ex_up_failed(ex, "cannot create a connection");
         return;

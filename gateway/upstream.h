@@ -1,12 +1,16 @@
 /*
- * upstream.h - a connection to a shard, from the worker's keep-alive pool.
+ * upstream.h - an exchange's way to its shard.
  *
- * Owned by upstream.c. While it serves an exchange it writes what the
- * exchange gives it (fg_up_write*) and reports the response through the
- * fg_ex_up_* functions (exchange.h); it never touches a client connection.
- * Every libevent callback is deferred (BEV_OPT_DEFER_CALLBACKS), so callbacks
- * never nest; a connection closed inside a callback chain is freed when the
- * last hold goes.
+ * An fg_upconn is what an exchange holds while a shard serves it. It is
+ * either an HTTP/1.1 connection from the worker's keep-alive pool
+ * (upstream.c), or one stream of an HTTP/2 connection that many exchanges
+ * share (h2up.c; shards[].protocol h2 or auto). The exchange sees one
+ * interface: it sends the request head (fg_up_send_head), writes the body
+ * (fg_up_write*, fg_up_body_end), and hears of the response through the
+ * fg_ex_up_* functions (exchange.h); neither kind ever touches a client
+ * connection. Every libevent callback is deferred (BEV_OPT_DEFER_CALLBACKS),
+ * so callbacks never nest; an fg_upconn closed inside a callback chain is
+ * freed when the last hold goes.
  */
 #ifndef FG_UPSTREAM_H
 #define FG_UPSTREAM_H
@@ -21,6 +25,8 @@
 struct fg_exchange;
 
 enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
+
+struct fg_h2up;
 
 struct fg_upconn {
     struct fg_worker *w;
@@ -43,6 +49,19 @@ struct fg_upconn {
     struct fg_reader rd;
     int holds;
     int dead;
+    /* HTTP/2 (h2up.c): u is one stream of h2 (bev is NULL), or waits for room on one */
+    struct fg_h2up *h2;
+    TAILQ_ENTRY(fg_upconn) slink; /* h2's streams, or the worker's h2wait queue */
+    int32_t sid;                  /* the stream id once the head was submitted */
+    int live;                     /* nghttp2 knows the stream: it is freed on its close */
+    int waiting;                  /* in the worker's h2wait queue */
+    int status;
+    struct evbuffer *body; /* request body bytes not yet framed */
+    int body_end;          /* the request body is complete */
+    int deferred;          /* the DATA source waits for body bytes */
+    int want_drained;      /* fg_up_full said full: fg_ex_up_drained once half of it went */
+    int drained;           /* ... and it did (reported after the send loop) */
+    size_t unconsumed;     /* response bytes not yet returned to the flow-control window */
 };
 
 /* Finds or opens a connection to shard for ex; then fg_ex_up_ready or fg_ex_up_failed. */
@@ -55,8 +74,14 @@ void fg_up_close(struct fg_upconn *u);
 /* The client side of a tunnel closed: write out what is buffered, then close. */
 void fg_up_tunnel_closed(struct fg_upconn *u);
 
-/* Request bytes for the shard. */
+/* The request head frontgate built (HTTP/1.1 text, fg_proxy_build_head); HTTP/2 sends the
+ * same fields as a HEADERS frame (names lowercased, connection-specific ones dropped, the
+ * request line and Host as pseudo-headers). -1 when it cannot be sent. */
+int fg_up_send_head(struct fg_upconn *u, const char *head, size_t len);
+/* Request body bytes for the shard. */
 void fg_up_write(struct fg_upconn *u, const void *p, size_t n);
+/* The request body ended (HTTP/1.1 chunked: the last chunk; HTTP/2: END_STREAM). */
+void fg_up_body_end(struct fg_upconn *u, int chunked);
 /* n bytes as one chunk of a chunked body. */
 void fg_up_write_chunk(struct fg_upconn *u, const void *p, size_t n);
 /* Moves n bytes of src. */
@@ -69,5 +94,9 @@ int fg_up_flush(struct fg_upconn *u);
 /* Reading is paused on the client; fg_up_unthrottle resumes it. */
 int fg_up_throttled(const struct fg_upconn *u);
 void fg_up_unthrottle(struct fg_upconn *u);
+
+/* For h2up.c: a bufferevent connecting to shard of snap, offering ALPN alpn (may be NULL). */
+struct bufferevent *fg_up_new_bev(struct fg_worker *w, struct fg_snapshot *snap, uint32_t shard,
+                                  const unsigned char *alpn, unsigned alpn_len);
 
 #endif

@@ -19,9 +19,12 @@
 struct fg_conn;
 struct fg_upconn;
 
+struct fg_h2up;
+
 struct fg_pool {
-    TAILQ_HEAD(fg_upconn_list, fg_upconn) idle;
+    TAILQ_HEAD(fg_upconn_list, fg_upconn) idle; /* HTTP/1.1 connections between requests */
     size_t nidle;
+    int auto_h1; /* protocol auto: the shard chose HTTP/1.1 by ALPN (for this snapshot) */
 };
 
 struct fg_listen_arg {
@@ -49,6 +52,8 @@ struct fg_worker {
     struct fg_snapshot *snap; /* what new requests pin */
     struct fg_pool *pools;    /* per shard of snap */
     size_t npools;
+    TAILQ_HEAD(fg_h2up_list, fg_h2up) h2conns; /* every HTTP/2 shard connection (h2up.c) */
+    struct fg_upconn_list h2wait;              /* streams waiting for room on one */
     pthread_mutex_t authq_lock; /* parked authentications coming back from other threads */
     struct fg_authn_waiter *authq;
     TAILQ_HEAD(fg_conn_list, fg_conn) conns;
