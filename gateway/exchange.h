@@ -13,8 +13,9 @@
  *       policy, the upstream head, and the relay between the two sides. It
  *       reads everything, limits included, from the snapshot it pinned at
  *       dispatch. Its state is enum fg_ex_state.
- *   upstream (upstream.c)
- *       a connection to a shard from the worker's pool. It writes what the
+ *   upstream (upstream.h: upstream.c for HTTP/1.1, h2up.c for HTTP/2)
+ *       a connection to a shard from the worker's pool, or a stream on an
+ *       HTTP/2 connection the worker's exchanges share. It writes what the
  *       exchange gives it and reports the response (head, body, end, error,
  *       drained) through fg_ex_up_*; it never touches a client connection.
  *

@@ -391,11 +391,11 @@ class KubeCluster:
 
 
 def frontgate_config(kube, authenticators="", global_names=(), *, client_cert="proxy", limits="",
-                     extra=""):
+                     extra="", shard_extra=""):
     """frontgate.yaml: one TLS listener, the apiserver as the one shard (every path routed to it).
 
     client_cert: which front-proxy certificate frontgate presents ("proxy", "intruder",
-    "client-as-proxy" or None)."""
+    "client-as-proxy" or None); shard_extra: more lines of the shard (e.g. its protocol)."""
     cert = {"proxy": kube.proxy, "intruder": kube.intruder, "client-as-proxy": kube.client_as_proxy,
             None: None}[client_cert]
     text = f"""\
@@ -408,7 +408,7 @@ shards:
     url: {kube.url}
     caFile: {kube.serving_ca.path}
     identity: requestHeader
-"""
+""" + shard_extra
     if cert:
         text += f"    clientCertFile: {cert[0]}\n    clientKeyFile: {cert[1]}\n"
     text += """\

@@ -15,6 +15,9 @@ authenticated, RBAC answers come from kube's authorizer, TokenReviews from kube'
   A key file's system:masters never reaches kube (dropGroups); Impersonate-* headers pass and
   kube authorizes them against frontgate's identity.
 - A watch streams events through frontgate and outlives frontgate's header/idle timeouts.
+- HTTP/2 on both sides (`protocol: h2`): kubectl negotiates h2 with frontgate, frontgate speaks
+  h2 to kube (ALPN), many requests and watches share one connection per worker, and kube still
+  reads frontgate's identity headers.
 - tokenReview: audiences honoured; a deleted service account's token is refused once the cache
   entry expires; kube's 403 to frontgate's own review request is a 401, not cached.
 - Forged X-Remote-* headers (several spellings) never reach kube; kube honours frontgate's headers
@@ -340,6 +343,79 @@ def test_watch_streams_events_and_outlives_frontgates_timeouts(kube, front, keys
     finally:
         w.terminate()
         w.wait(10)
+
+
+def shard_connections(pid, port):
+    """frontgate's established TCP connections to 127.0.0.1:port (its shard)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                rport = int(cols[2].split(":")[1], 16)
+                if cols[3] == "01" and rport == port and cols[9] in inodes:  # ESTABLISHED
+                    n += 1
+    return n
+
+
+def test_h2_both_ways_kubectl_to_frontgate_and_frontgate_to_kube(kube, front, keys):
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "ns-watcher"},
+                "rules": [{"apiGroups": [""], "resources": ["namespaces"],
+                           "verbs": ["get", "list", "watch"]}]})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "ns-watcher"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                              "name": KEY_GROUPS[0]}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "ns-watcher"}})
+    fk = front(shard_extra="    protocol: h2\n")
+    tok = keys[KEY_USER]
+    poll(lambda: fk.request("GET", "/api/v1/namespaces", tok).status == 200, 20, "list namespaces")
+    # kubectl offers h2 and frontgate's TLS listener takes it; kube reads frontgate's headers
+    assert fk.whoami(tok)["username"] == KEY_USER
+    assert fk.fg.wait_log(r"access method=POST path=/apis/authentication.k8s.io/\S+ status=201 .*proto=h2 ")
+    # six watches from six client connections, and kubectl's own: over HTTP/1.1 each would hold
+    # a shard connection of its own; over h2 they share one per worker
+    kport = int(kube.url.rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=kube.serving_ca.path)
+    watches = []
+    for _ in range(6):
+        conn = http.client.HTTPSConnection("127.0.0.1", fk.port, context=ctx, timeout=30)
+        conn.request("GET", "/api/v1/namespaces?watch=1&timeoutSeconds=60",
+                     headers={"Authorization": f"Bearer {tok}"})
+        watches.append(conn)
+    for conn in watches:
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        assert json.loads(r.readline())["type"] == "ADDED"
+    cfg = fk.kubeconfig(tok)
+    w = subprocess.Popen([KUBECTL, "--kubeconfig", cfg, "get", "namespaces", "--watch", "-o", "name"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "HOME": fk.tmp})
+    try:
+        lines = LineReader(w.stdout)
+        lines.wait_for(lambda ln: ln.strip() == "namespace/a", 30, "kubectl watch lists namespace a")
+        kube.kubectl("create", "namespace", "h2-watched")
+        lines.wait_for(lambda ln: "namespace/h2-watched" in ln, 30, "the watch sees the new namespace")
+        n = shard_connections(fk.fg.proc.pid, kport)
+        assert 1 <= n <= 2, n  # workers: 2, and every request above went through them
+        assert fk.fg.wait_log(r"access method=GET path=/api/v1/namespaces status=200 .*proto=h2 ")
+    finally:
+        w.terminate()
+        w.wait(10)
+        for conn in watches:
+            conn.close()
+        kube.kubectl("delete", "namespace", "h2-watched", "--wait=false", check=False)
 
 
 # ---------------------------------------------------------------------------

@@ -317,6 +317,34 @@ static void listener_http2(void)
             "t.yaml:3:12: \"http2\" must be true or false");
 }
 
+static void shard_protocol(void)
+{
+    struct fg_config *cfg = good(L_ "shards:\n"
+                                    "  - name: s1\n    url: https://s1.internal:6443\n"
+                                    "  - name: s2\n    url: http://s2.internal:8080\n"
+                                    "    protocol: h2\n    maxStreamsPerConnection: 100\n"
+                                    "    maxConnections: 1\n"
+                                    "  - name: s3\n    url: https://s3.internal\n"
+                                    "    protocol: auto\n" R_);
+    CHECK(cfg != NULL && cfg->nshards == 3);
+    if (cfg && cfg->nshards == 3) {
+        CHECK(cfg->shards[0].protocol == FG_PROTO_HTTP1); /* the default */
+        CHECK(cfg->shards[0].max_streams == 250 && cfg->shards[0].max_conns == 4);
+        CHECK(cfg->shards[1].protocol == FG_PROTO_H2);
+        CHECK(cfg->shards[1].max_streams == 100 && cfg->shards[1].max_conns == 1);
+        CHECK(cfg->shards[2].protocol == FG_PROTO_AUTO);
+    }
+    fg_config_free(cfg);
+    REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal:6443\n    protocol: h3\n" R_,
+            "t.yaml:6:15: shard protocol \"h3\" must be http1, auto or h2");
+    REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal:6443\n"
+               "    maxConnections: 0\n" R_,
+            "t.yaml:6:21: \"maxConnections\" must be between 1 and 1000");
+    REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal:6443\n"
+               "    maxStreamsPerConnection: 10001\n" R_,
+            "t.yaml:6:30: \"maxStreamsPerConnection\" must be between 1 and 10000");
+}
+
 /* ---- unknown keys, at every level ----------------------------------------- */
 
 static void unknown_key_top_level(void)
@@ -1445,6 +1473,7 @@ int main(void)
     RUN(shard_url_forms);
     RUN(listener_address_forms);
     RUN(listener_http2);
+    RUN(shard_protocol);
     RUN(unknown_key_top_level);
     RUN(unknown_key_listener);
     RUN(unknown_key_shard);
