@@ -848,6 +848,7 @@ void fg_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
     c->ci.tls = ctx != NULL;
     c->eager = ctx == NULL;
     c->h2_ok = w->snap->cfg->listeners[la->index].http2;
+    c->listener = la->index;
     c->ci.port = la->port;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->ci.peer, sizeof(c->ci.peer));
@@ -889,6 +890,28 @@ void fg_conn_drain_all(struct fg_worker *w)
     }
     if (w->nconns == 0)
         event_base_loopexit(w->base, NULL);
+}
+
+void fg_conn_settings_changed(struct fg_worker *w, const struct fg_config *old,
+                              const struct fg_config *cur)
+{
+    if (old == NULL || old->nlisteners != cur->nlisteners)
+        return;
+    const struct fg_limits *a = &old->limits, *b = &cur->limits;
+    int limits = a->max_concurrent_streams != b->max_concurrent_streams ||
+                 a->max_header_bytes != b->max_header_bytes;
+    struct fg_conn *c, *next;
+    for (c = TAILQ_FIRST(&w->conns); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (c->h2 == NULL || c->dead || c->listener >= cur->nlisteners)
+            continue;
+        if (limits || old->listeners[c->listener].http2 != cur->listeners[c->listener].http2) {
+            /* SETTINGS were announced from the old values: the client reconnects for the new.
+             * Written from the loop's top level: this may run inside any connection's callback. */
+            fg_h2_goaway(c->h2);
+            fg_conn_kick(c);
+        }
+    }
 }
 
 void fg_conn_close_all(struct fg_worker *w)

@@ -52,6 +52,7 @@ struct fg_conn {
     struct fg_h2 *h2;          /* HTTP/2: the session (h2.c), hosting one exchange per stream */
     int h2_ok;                 /* plaintext listener with http2: true (prior knowledge) */
     int proto_known;           /* HTTP/1.1 or HTTP/2 was decided */
+    size_t listener;           /* index of its listener in the config */
     int holds;
     int dead;
     uint64_t requests;

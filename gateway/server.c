@@ -127,6 +127,8 @@ void fg_worker_sync_snapshot(struct fg_worker *w)
         struct fg_snapshot *old = w->snap;
         w->snap = s;
         fg_h2up_sweep(w); /* idle HTTP/2 connections of the old config go */
+        if (old)
+            fg_conn_settings_changed(w, old->cfg, s->cfg);
         fg_snapshot_unref(old);
     } else {
         fg_snapshot_unref(s);

@@ -87,6 +87,11 @@ void fg_worker_run_waiters(struct fg_worker *w);
 /* Wakes the worker's mailbox from any thread. */
 void fg_worker_notify(struct fg_worker *w);
 
+/* A reload changed what an HTTP/2 client connection announced in its SETTINGS (the
+ * listener's http2, limits.maxConcurrentStreams or maxHeaderBytes): such connections get
+ * GOAWAY(NO_ERROR), finish their streams and close, so clients reconnect under the new ones. */
+void fg_conn_settings_changed(struct fg_worker *w, const struct fg_config *old,
+                              const struct fg_config *cur);
 /* Closes every connection of w now (shutdown after the grace period). */
 void fg_conn_close_all(struct fg_worker *w);
 

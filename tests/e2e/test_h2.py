@@ -601,3 +601,33 @@ def test_shutdown_sends_goaway_and_lets_a_stream_in_flight_finish(h2env):
         c.until_closed()
     finally:
         c.close()
+
+
+def test_reload_changing_announced_settings_sends_goaway_and_the_stream_finishes(h2env):
+    c = h2env.client()
+    try:
+        sid = c.request("GET", f"{API}/pods/watch?chunks=3&delay_ms=400", h2env.auth())
+        c.wait(lambda: c.responses[sid]["body"] != b"")
+        # a reload that leaves what SETTINGS announced alone keeps the connection as it is
+        h2env.fg.hup()
+        other = c.request("GET", f"{API}/x", h2env.auth())
+        assert c.get(other)["status"] == 200
+        assert c.goaway is None
+        # maxConcurrentStreams changes: GOAWAY(NO_ERROR); the watch in flight still completes
+        cfg = open(h2env.fg.config_path).read()
+        with open(h2env.fg.config_path, "w") as f:
+            f.write(cfg.replace("maxConcurrentStreams: 64", "maxConcurrentStreams: 32"))
+        h2env.fg.hup()
+        c.wait(lambda: c.goaway is not None)
+        assert c.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+        r = c.get(sid)
+        assert r["ended"] and len(r["body"].splitlines()) == 3
+        c.until_closed()
+    finally:
+        c.close()
+    fresh = h2env.client()
+    try:
+        fresh.wait(lambda: fresh.remote_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) == 32)
+        assert fresh.get(fresh.request("GET", f"{API}/x", h2env.auth()))["status"] == 200
+    finally:
+        fresh.close()
