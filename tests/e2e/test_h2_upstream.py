@@ -19,6 +19,7 @@ import concurrent.futures
 import hashlib
 import http.client
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -234,6 +235,36 @@ def test_max_streams_per_connection_below_the_shards(frontgate_factory):
     finally:
         for s in socks:
             s.close()
+        shard.stop()
+
+
+@pytest.mark.concurrency
+def test_many_workers_share_h2_connections_under_load_with_watches_coming_and_going(frontgate_factory):
+    shard = H2Shard(max_streams=8)
+    try:
+        key = new_key()
+        text = std_config(shard.url).replace(
+            "    identity: requestHeader\n", "    identity: requestHeader\n    protocol: h2\n"
+            "    maxConnections: 2\n", 1)
+        fg = frontgate_factory(text, {"keys.txt": key_line("alice", key) + "\n"})
+        workers = int(re.search(r"(?m)^workers: (\d+)$", open(fg.config_path).read()).group(1))
+
+        def one(i):
+            if i % 5 == 0:  # a watch, dropped after its first event
+                s = open_watch(fg.port, key, i)
+                try:
+                    return 200 if b'"ADDED"' in read_until(s, b'"ADDED"') else 0
+                finally:
+                    s.close()
+            return request(fg.port, "GET", f"{API}/pods?i={i}", headers=bearer(key)).status
+
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            codes = list(pool.map(one, range(300)))
+        assert codes == [200] * 300
+        assert shard.conns <= 2 * workers
+        assert shard.max_open_streams <= 8
+        assert shard.wait_for(lambda: shard.open_watches == 0)
+    finally:
         shard.stop()
 
 
