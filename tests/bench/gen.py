@@ -9,6 +9,10 @@ Inputs of the side-by-side benchmark (tests/bench/run):
                                minting is one RSA signature per token (about 1 ms per core).
   gen.py keys FILE PLAIN N     N static API keys: key-file lines to FILE, the keys to PLAIN
   gen.py index FILE N          a workspace index (TSV) of N workspaces root:bench:wNNNNNNN
+  gen.py tls DIR               a self-signed ECDSA P-256 certificate for 127.0.0.1 (the TLS
+                               listeners of every peer): tls.crt, tls.key and tls.pem (both,
+                               for HAProxy)
+  gen.py blob FILE SIZE        a Status JSON document of exactly SIZE bytes (padded)
   gen.py ports N               N free loopback TCP ports, space-separated
 """
 import base64
@@ -152,6 +156,44 @@ def cmd_index(path, n):
             f.write("".join(f"c{i:07d}\troot:bench:w{i:07d}\tbackend\n" for i in range(lo, min(n, lo + chunk))))
 
 
+def cmd_tls(directory):
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    crt = cert.public_bytes(serialization.Encoding.PEM)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    for n, data, mode in (("tls.crt", crt, 0o644), ("tls.key", pem, 0o600), ("tls.pem", crt + pem, 0o600)):
+        path = os.path.join(directory, n)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, mode)
+
+
+def cmd_blob(path, size):
+    head = '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":200,"pad":"'
+    tail = '"}\n'
+    with open(path, "w") as f:
+        f.write(head + "x" * (size - len(head) - len(tail)) + tail)
+
+
 def cmd_ports(n):
     socks, ports = [], []
     for _ in range(n):
@@ -171,6 +213,10 @@ def main(argv):
         cmd_keys(argv[2], argv[3], int(argv[4]))
     elif len(argv) >= 2 and argv[1] == "index" and len(argv) == 4:
         cmd_index(argv[2], int(argv[3]))
+    elif len(argv) >= 2 and argv[1] == "tls" and len(argv) == 3:
+        cmd_tls(argv[2])
+    elif len(argv) >= 2 and argv[1] == "blob" and len(argv) == 4:
+        cmd_blob(argv[2], int(argv[3]))
     elif len(argv) >= 2 and argv[1] == "ports" and len(argv) == 3:
         cmd_ports(int(argv[2]))
     else:

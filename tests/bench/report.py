@@ -42,6 +42,7 @@ def stats(set_, peer):
         "errors": sum(x["status"] + x["connect"] + x["read"] + x["write"] + x["timeout"] for x in w),
         "wrapped": any(r.get("wrapped") for r in rs),
         "conns": rs[0]["conns"],
+        "bytes_per_req": med([x["bytes"] / max(1, x["requests"]) for x in w]),
     }
 
 
@@ -73,6 +74,14 @@ D = (one("d") or {}).get("result")
 G = (one("g") or {}).get("result")
 eload = {r["peer"]: r for r in runs if r.get("set") == "e-load"}
 erss_after = one("e-rss-after")
+H = {k: stats("h", k) for k in ("fg-h", "nginx-h", "fg-h-big", "nginx-h-big")}
+I = {k: stats("i", k) for k in ("fg-i", "nginx-i", "haproxy-i", "fg-i-h2up")}
+J = {r["peer"]: r["result"] for r in runs if r.get("set") == "j"}
+SKIP = {r["peer"]: r["reason"] for r in runs if r.get("set") == "skip"}
+TLS = {r["peer"]: r["tls"] for r in runs if r.get("set") == "h-tls"}
+for r in runs:  # h2load says what it negotiated
+    if r.get("set") == "i" and r["wrk"].get("tls"):
+        TLS.setdefault(r["peer"], r["wrk"]["tls"])
 
 NAMES = {
     "fg-a": "frontgate (staticKeys)", "fg-a-log": "frontgate (staticKeys, access log on)",
@@ -89,13 +98,15 @@ def fmt(v, f="{:.0f}"):
     return "-" if v is None else f.format(v)
 
 
-def row(workload, name, s, rat=""):
+def row(workload, name, s, rat="", min_bytes=0):
     if s is None:
         p(f"{workload:<24} {name:<38} {'(not run)':>9}")
         return
     flags = ""
     if s["errors"]:
         flags += f"  {s['errors']} ERRORS"
+    if s["bytes_per_req"] < min_bytes:
+        flags += f"  SHORT RESPONSES ({s['bytes_per_req']:.0f} bytes each)"
     if s["wrapped"] and name.startswith("frontgate"):
         flags += "  (a thread went through its slice of the pool: cache hits possible)"
     p(f"{workload:<24} {name:<38} {fmt(s['rps']):>9} {fmt(s['p50_ms'], '{:.3f}'):>8} "
@@ -105,6 +116,10 @@ def row(workload, name, s, rat=""):
 def rtxt(fg, peer):
     r = ratio(fg, peer)
     return "" if r is None else f"frontgate {r:.2f}x"
+
+
+def skipped(workload, name, peer):
+    p(f"{workload:<24} {name:<38} skipped: {SKIP.get(peer, 'not run')}")
 
 
 m = meta
@@ -158,12 +173,54 @@ if G:
     p(f"{'(g) 10 MB/s watch':<24} backend wrote {G['backend_sent_mb']} MB, reader got {G['client_read_mb']} MB in "
       f"{G['seconds']} s ({G['client_read_rate_mbps']} MB/s); RSS {G['rss_before_kib'] / 1024:.1f} MiB, "
       f"peak +{G['rss_growth_kib'] / 1024:.2f} MiB")
+if any(H.values()):
+    row("(h) TLS, small response", "frontgate (TLS, staticKeys)", H["fg-h"])
+    row("", "nginx TLS proxy (checks nothing)", H["nginx-h"], rtxt(H["fg-h"], H["nginx-h"]))
+    row("(h) TLS, 64 KiB response", "frontgate (TLS, staticKeys)", H["fg-h-big"], min_bytes=65536)
+    row("", "nginx TLS proxy (checks nothing)", H["nginx-h-big"], rtxt(H["fg-h-big"], H["nginx-h-big"]),
+        min_bytes=65536)
+    p(f"{'':<24} HTTP/1.1 over TLS without ALPN, as wrk: frontgate {TLS.get('fg-h', '?')}, "
+      f"nginx {TLS.get('nginx-h', '?')}")
+if any(I.values()):
+    ti = next((r["threads"] for r in runs if r.get("set") == "i"), meta.get("threads"))
+    p(f"(i) h2load {meta.get('h2load') or ''} -t{ti} -c{meta.get('h2_conns')} -m{meta.get('h2_streams')} "
+      f"-D{meta.get('duration_s')}s, HTTP/2 over TLS (ALPN h2); latencies from h2load's per-request log; "
+      "nginx and HAProxy check no credential")
+    row("(i) HTTP/2 over TLS", "frontgate (h2; shards HTTP/1.1)", I["fg-i"])
+    row("", "nginx h2 -> HTTP/1.1 (checks nothing)", I["nginx-i"], rtxt(I["fg-i"], I["nginx-i"]))
+    row("", "HAProxy h2 -> h2c (checks nothing)", I["haproxy-i"], rtxt(I["fg-i"], I["haproxy-i"]))
+    if I["fg-i-h2up"]:
+        rn, rh = ratio(I["fg-i-h2up"], I["nginx-i"]), ratio(I["fg-i-h2up"], I["haproxy-i"])
+        row("", "frontgate (h2; shards protocol: h2)", I["fg-i-h2up"],
+            f"{fmt(rn, '{:.2f}')}x nginx, {fmt(rh, '{:.2f}')}x HAProxy")
+    else:
+        skipped("", "frontgate (h2; shards protocol: h2)", "fg-i-h2up")
+    p(f"{'':<24} TLS: " + ", ".join(f"{k} {TLS[k]}" for k in ("fg-i", "nginx-i", "haproxy-i", "fg-i-h2up")
+                                     if k in TLS))
+J_LABEL = {"fg-j": "shards HTTP/1.1", "fg-j-h2up": "shards protocol: h2"}
+if J or "fg-j-h2up" in SKIP:
+    for k, label in J_LABEL.items():
+        d = J.get(k)
+        w = "(j) 1000 idle watches" if k == "fg-j" else ""
+        if d is None:
+            skipped(w, f"frontgate ({label})", k)
+            continue
+        short = "" if d["ok"] == d["watches"] else f" ONLY {d['ok']} ANSWERED"
+        p(f"{w:<24} {'frontgate (' + label + ')':<38} {d['shard_conns']} shard connections for {d['watches']} "
+          f"watches on {d['conns']} h2 connections{short}; RSS {d['rss_before_kib'] / 1024:.1f} -> "
+          f"{d['rss_after_kib'] / 1024:.1f} MiB: {d['per_watch_kib']:.2f} KiB per watch; CPU {d['cpu_idle_s']:.2f} s "
+          f"over {d['hold_s']:g} s idle, {d['alive']} still open then; after closing: "
+          f"{d['shard_conns_after_close']} shard connections, RSS {d['rss_after_close_kib'] / 1024:.1f} MiB")
 
 # targets
 targets = []
 
 
-def target(name, value, op, limit, unit="", fmtv="{:.2f}"):
+def target(name, value, op, limit, unit="", fmtv="{:.2f}", skip=None):
+    if value is None and skip:
+        targets.append({"target": name, "value": None, "limit": f"{op} {limit}{unit}", "result": "SKIPPED",
+                        "why": skip})
+        return
     if value is None:
         targets.append({"target": name, "value": None, "limit": f"{op} {limit}{unit}", "result": "NOT RUN"})
         return
@@ -196,13 +253,30 @@ target("(e) throughput, 1M index / 10-workspace index", ratio(E["big"], E["small
 target("(f) failed requests during 20 SIGHUPs", F["errors"] if F else None, "<=", 0, "", "{:.0f}")
 target("(g) RSS growth, 10 MB/s watch to a 1 MB/s reader", G["rss_growth_kib"] / 1024 if G else None,
        "<=", 8, " MiB")
+target("(h) TLS, small: frontgate / nginx TLS proxy", ratio(H["fg-h"], H["nginx-h"]), ">=", 1.0, "x", "{:.3f}")
+target("(h) TLS, 64 KiB: frontgate / nginx TLS proxy", ratio(H["fg-h-big"], H["nginx-h-big"]), ">=", 1.0, "x",
+       "{:.3f}")
+target("(i) h2: frontgate / nginx h2 -> HTTP/1.1", ratio(I["fg-i"], I["nginx-i"]), ">=", 1.0, "x", "{:.3f}")
+target("(i) h2, shards h2: frontgate / nginx h2 -> HTTP/1.1", ratio(I["fg-i-h2up"], I["nginx-i"]), ">=", 1.3,
+       "x", skip=SKIP.get("fg-i-h2up"))
+target("(i) h2, shards h2: frontgate / HAProxy h2 -> h2c", ratio(I["fg-i-h2up"], I["haproxy-i"]), ">=", 1.0,
+       "x", "{:.3f}", skip=SKIP.get("fg-i-h2up"))
+# (j): on the h2-shard frontgate once it runs; until then on today's HTTP/1.1 shard side
+jk = "fg-j-h2up" if "fg-j-h2up" in J else "fg-j"
+jd = J.get(jk)
+target(f"(j) shard connections for 1000 watches ({J_LABEL[jk]})", jd["shard_conns"] if jd else None, "<=", 4,
+       "", "{:.0f}")
+target(f"(j) RSS per idle watch ({J_LABEL[jk]})", jd["per_watch_kib"] if jd else None, "<=", 8, " KiB")
 
 p("")
 p("targets (ratios from this run)")
 for t in targets:
-    p(f"  {t['target']:<62} {t.get('shown', '-'):>12}  {t['limit']:<14} {t['result']}")
+    p(f"  {t['target']:<62} {t.get('shown', '-'):>12}  {t['limit']:<14} {t['result']}"
+      + (f" ({t['why']})" if t.get("why") else ""))
 p("")
 p("CPU s/100k: utime+stime of the proxy process (nginx: its worker) over the run, per 100k requests.")
+if any(I.values()):
+    p("(i) req/s counts 2xx/3xx responses (h2load's \"succeeded\"); ERRORS: other statuses and streams lost.")
 p(f"raw results: {os.path.join(out, 'results.json')}")
 text = "\n".join(lines)
 print(text)
@@ -211,7 +285,8 @@ json.dump({
     "meta": meta,
     "summary": {"main": S, "rate": R, "rate_config": rate_cfg, "index": E, "index_load": eload,
                 "index_rss_after_runs": erss_after, "sighup": F, "sighup_reloads": freloads,
-                "idle": D, "stream": G},
+                "idle": D, "stream": G, "tls_h1": H, "h2": I, "watches": J, "skipped": SKIP,
+                "tls": TLS},
     "targets": targets,
     "runs": runs,
 }, open(os.path.join(out, "results.json"), "w"), indent=1)
