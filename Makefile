@@ -8,7 +8,8 @@
 #                against libjwt
 #   make soak    SOAK_SECONDS (600) of mixed traffic and reloads; RSS and fds must stay flat
 #   make test-interop   frontgate in front of real peers: kube-apiserver + etcd, the Iceberg REST
-#                catalog with PyIceberg and DuckDB, Keycloak, kcp (INTEROP="kube iceberg" for some)
+#                catalog with PyIceberg and DuckDB, Keycloak, kcp, h2spec (INTEROP="kube iceberg"
+#                for some)
 .PHONY: all build demo install uninstall test test-quick test-interop bench bench-jwt fuzz check-format format clean
 
 PREFIX ?= /usr/local
