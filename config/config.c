@@ -279,7 +279,7 @@ static void read_shards(struct fg_cfgrd *r, struct fg_ynode *root)
         uint64_t v;
         fg_rd_size(&r->rd, n, "maxStreamsPerConnection", 250, 1, 10000, &v);
         s->max_streams = (uint32_t)v;
-        fg_rd_size(&r->rd, n, "maxConnections", 4, 1, 1000, &v);
+        fg_rd_size(&r->rd, n, "maxConnections", 0, 0, 1000, &v);
         s->max_conns = (uint32_t)v;
         fg_rd_unknown(&r->rd, n, "shard",
                       "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity, "

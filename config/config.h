@@ -78,7 +78,7 @@ struct fg_shard_cfg {
     struct fg_mint_cfg *mint; /* FG_IDENTITY_MINT */
     enum fg_shard_proto protocol;
     uint32_t max_streams; /* HTTP/2: streams per connection (lowered by the shard's SETTINGS) */
-    uint32_t max_conns;   /* HTTP/2: connections per worker; more requests wait for a stream */
+    uint32_t max_conns;   /* HTTP/2: connections per worker (0: as many as the streams need) */
     struct fg_mark mark;
     struct fg_mark ca_mark, client_cert_mark, client_key_mark; /* where each file is named */
 };

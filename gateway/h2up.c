@@ -43,6 +43,7 @@ struct fg_h2up {
     int holds;
     int served;     /* a response head arrived on it (it is no longer fresh) */
     int terminated; /* our GOAWAY is submitted */
+    char ended[80]; /* why the session ended: the GOAWAY either side sent */
     uint32_t peer_max;
     size_t nstreams; /* attached: waiting for the connect, or known to nghttp2 */
     TAILQ_HEAD(, fg_upconn) streams;
@@ -53,6 +54,7 @@ struct fg_h2up {
 
 static void conn_send(struct fg_h2up *c);
 static void conn_close(struct fg_h2up *c, const char *why);
+static void wait_expired(evutil_socket_t fd, short what, void *arg);
 static void wake(struct fg_worker *w);
 
 /* The send loop runs from the worker's next pass: safe from any callback chain. */
@@ -84,6 +86,8 @@ static void stream_maybe_free(struct fg_upconn *u)
 {
     if (u->ex || u->live || u->h2 || u->waiting || u->holds)
         return;
+    if (u->wait_ev)
+        event_free(u->wait_ev);
     if (u->body)
         evbuffer_free(u->body);
     fg_msg_free(&u->msg);
@@ -297,12 +301,19 @@ void fg_h2up_unthrottle(struct fg_upconn *u)
     }
 }
 
+static void unwait(struct fg_upconn *u)
+{
+    TAILQ_REMOVE(&u->w->h2wait, u, slink);
+    u->waiting = 0;
+    if (u->wait_ev)
+        event_del(u->wait_ev);
+}
+
 void fg_h2up_release(struct fg_upconn *u, int completed)
 {
     u->ex = NULL;
     if (u->waiting) {
-        TAILQ_REMOVE(&u->w->h2wait, u, slink);
-        u->waiting = 0;
+        unwait(u);
     } else if (u->h2 && !u->live) {
         struct fg_h2up *c = u->h2;
         stream_unlink(u); /* never submitted: its connection is still connecting */
@@ -438,6 +449,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
         break;
     case NGHTTP2_GOAWAY:
         c->goaway = 1; /* streams above its last id close with REFUSED_STREAM */
+        snprintf(c->ended, sizeof(c->ended), "HTTP/2: the shard sent GOAWAY(%s)",
+                 nghttp2_http2_strerror(f->goaway.error_code));
         break;
     case NGHTTP2_SETTINGS:
         if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) {
@@ -450,6 +463,16 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
     default:
         break;
     }
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
+{
+    (void)ng;
+    struct fg_h2up *c = arg;
+    if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR)
+        snprintf(c->ended, sizeof(c->ended), "HTTP/2: the shard broke the protocol (GOAWAY %s)",
+                 nghttp2_http2_strerror(f->goaway.error_code));
     return 0;
 }
 
@@ -614,7 +637,7 @@ static void conn_send(struct fg_h2up *c)
     bufferevent_setwatermark(c->bev, EV_WRITE, evbuffer_get_length(out) >= max ? max / 2 : 0, 0);
     if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng) &&
         evbuffer_get_length(out) == 0)
-        conn_close(c, "HTTP/2 session ended");
+        conn_close(c, c->ended[0] ? c->ended : "HTTP/2 session ended");
     else
         set_idle_timer(c);
 out:
@@ -644,7 +667,14 @@ static void start_streams(struct fg_h2up *c)
             continue;
         }
         stream_unlink(u);
-        u->waiting = 1;
+        u->waiting = 1; /* its connect-time deadline is gone: it waits no longer than one more */
+        if (!u->wait_ev)
+            u->wait_ev = evtimer_new(c->w->base, wait_expired, u);
+        if (u->wait_ev) {
+            uint64_t ms = lim(c)->connect_timeout_ms;
+            struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+            evtimer_add(u->wait_ev, &tv);
+        }
         if (back)
             TAILQ_INSERT_AFTER(&c->w->h2wait, back, u, slink);
         else
@@ -798,6 +828,7 @@ static struct fg_h2up *conn_new(struct fg_worker *w, struct fg_snapshot *snap, u
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_option *opt;
@@ -861,10 +892,24 @@ static struct fg_h2up *find_room(struct fg_worker *w, struct fg_snapshot *snap, 
             return c;
         n++;
     }
-    if (n >= snap->cfg->shards[shard].max_conns)
+    uint32_t max = snap->cfg->shards[shard].max_conns;
+    if (max && n >= max)
         return NULL;
     *opened = 1;
     return conn_new(w, snap, shard);
+}
+
+static void wait_expired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct fg_upconn *u = arg;
+    if (!u->waiting)
+        return;
+    unwait(u);
+    stream_fail(u, "no HTTP/2 stream free within connectTimeout (every connection full, "
+                   "maxConnections reached)",
+                0, 0);
 }
 
 void fg_h2up_acquire(struct fg_exchange *ex, uint32_t shard)
@@ -887,8 +932,14 @@ void fg_h2up_acquire(struct fg_exchange *ex, uint32_t shard)
         stream_maybe_free(u);
         fg_ex_up_failed(ex, "cannot create a connection");
     } else {
-        u->waiting = 1; /* every connection is full: the next stream to end makes room */
+        /* every connection is full and maxConnections reached: the next stream to end makes
+         * room; a request never waits longer than it would for a connect */
+        u->waiting = 1;
         TAILQ_INSERT_TAIL(&w->h2wait, u, slink);
+        u->wait_ev = evtimer_new(w->base, wait_expired, u);
+        uint64_t ms = fg_ex_limits(ex)->connect_timeout_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+        evtimer_add(u->wait_ev, &tv);
     }
 }
 
@@ -902,14 +953,12 @@ static void wake(struct fg_worker *w)
         struct fg_h2up *c = find_room(w, ex->req.snap, u->shard, &opened);
         if (c == NULL) {
             if (opened) {
-                TAILQ_REMOVE(&w->h2wait, u, slink);
-                u->waiting = 0;
+                unwait(u);
                 stream_fail(u, "cannot create a connection", 0, 0);
             }
             continue;
         }
-        TAILQ_REMOVE(&w->h2wait, u, slink);
-        u->waiting = 0;
+        unwait(u);
         u->holds++;
         attach(c, u);
         next = TAILQ_FIRST(&w->h2wait); /* the exchange may have changed the queue */

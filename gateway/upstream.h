@@ -55,6 +55,7 @@ struct fg_upconn {
     int32_t sid;                  /* the stream id once the head was submitted */
     int live;                     /* nghttp2 knows the stream: it is freed on its close */
     int waiting;                  /* in the worker's h2wait queue */
+    struct event *wait_ev;        /* ... for at most limits.connectTimeout */
     int status;
     struct evbuffer *body; /* request body bytes not yet framed */
     int body_end;          /* the request body is complete */

@@ -7,6 +7,9 @@ shard sees frontgate's upgrades.
 Paths it answers:
   /watch...        200 with one event, then open until the test ends it or the client resets
   /big?n=N         N bytes
+  /hostile/bomb    a response head of 40 KiB of fields
+  /hostile/reset   a head, half its declared body, then RST_STREAM(INTERNAL_ERROR)
+  /hostile/garbage bytes that are no HTTP/2 frame (the connection is then dropped)
   anything else    JSON: {"method", "path", "headers", "body_len", "body_sha256", "conn"}
 Knobs: max_streams (SETTINGS_MAX_CONCURRENT_STREAMS), refuse (the next N streams get
 RST_STREAM(REFUSED_STREAM)), goaway_after (after N requests on a connection, GOAWAY with
@@ -29,6 +32,10 @@ import h2.exceptions
 import h2.settings
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class _Garbage(Exception):
+    pass
 
 
 class H2Shard:
@@ -186,43 +193,17 @@ class H2Shard:
                 if data == b"":
                     return
             events = conn.receive_data(data) if data else []
-            for ev in events:
-                if isinstance(ev, h2.events.RequestReceived):
-                    sid = ev.stream_id
-                    if self.refuse > 0:
-                        with self.lock:
-                            self.refuse -= 1
-                        conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
-                        with self.cond:
-                            self.requests.append({"refused": True, "headers": ev.headers,
-                                                  "conn": cid, "proto": "h2"})
-                            self.cond.notify_all()
-                        continue
-                    streams[sid] = {"headers": ev.headers, "body": b"", "watch": False,
-                                    "tick": self._tick}
-                    with self.lock:
-                        self.max_open_streams = max(self.max_open_streams, len(streams))
-                    if ev.stream_ended:
-                        served += 1
-                        self._respond(conn, sid, streams, cid)
-                elif isinstance(ev, h2.events.DataReceived):
-                    st = streams.get(ev.stream_id)
-                    if st is not None:
-                        st["body"] += ev.data
-                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                elif isinstance(ev, h2.events.StreamEnded):
-                    if ev.stream_id in streams and not streams[ev.stream_id].get("responded"):
-                        served += 1
-                        self._respond(conn, ev.stream_id, streams, cid)
-                elif isinstance(ev, h2.events.StreamReset):
-                    st = streams.pop(ev.stream_id, None)
-                    if st and st["watch"]:
-                        with self.cond:
-                            self.open_watches -= 1
-                            self.cond.notify_all()
-                elif isinstance(ev, h2.events.ConnectionTerminated):
-                    s.sendall(conn.data_to_send())
-                    return
+            try:
+                for ev in events:
+                    if isinstance(ev, h2.events.ConnectionTerminated):
+                        s.sendall(conn.data_to_send())
+                        return
+                    served += self._event(conn, ev, streams, cid)
+            except _Garbage:
+                s.setblocking(True)
+                s.sendall(conn.data_to_send() + b"\x00\x00\x05\x04\x00\x00\x00\x00\x00junk!")
+                time.sleep(0.1)
+                return
             if self.goaway_after is not None and served >= self.goaway_after and not goaway_sent:
                 goaway_sent = True
                 conn.close_connection(last_stream_id=max(
@@ -247,6 +228,43 @@ class H2Shard:
                 time.sleep(0.05)
                 return
 
+    def _event(self, conn, ev, streams, cid):
+        """Handles one event; returns 1 when a request was answered."""
+        if isinstance(ev, h2.events.RequestReceived):
+            sid = ev.stream_id
+            if self.refuse > 0:
+                with self.lock:
+                    self.refuse -= 1
+                conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+                with self.cond:
+                    self.requests.append({"refused": True, "headers": ev.headers,
+                                          "conn": cid, "proto": "h2"})
+                    self.cond.notify_all()
+                return 0
+            streams[sid] = {"headers": ev.headers, "body": b"", "watch": False,
+                            "tick": self._tick}
+            with self.lock:
+                self.max_open_streams = max(self.max_open_streams, len(streams))
+            if ev.stream_ended:
+                self._respond(conn, sid, streams, cid)
+                return 1
+        elif isinstance(ev, h2.events.DataReceived):
+            st = streams.get(ev.stream_id)
+            if st is not None:
+                st["body"] += ev.data
+            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            if ev.stream_id in streams and not streams[ev.stream_id].get("responded"):
+                self._respond(conn, ev.stream_id, streams, cid)
+                return 1
+        elif isinstance(ev, h2.events.StreamReset):
+            st = streams.pop(ev.stream_id, None)
+            if st and st["watch"]:
+                with self.cond:
+                    self.open_watches -= 1
+                    self.cond.notify_all()
+        return 0
+
     def _respond(self, conn, sid, streams, cid):
         st = streams[sid]
         st["responded"] = True
@@ -268,6 +286,17 @@ class H2Shard:
             conn.send_data(sid, b'{"type":"ADDED","n":0}\n')
             return
         st["done"] = True
+        if "/hostile/bomb" in path:
+            conn.send_headers(sid, [(":status", "200")] +
+                              [(f"x-bomb-{i}", "b" * 1000) for i in range(40)], end_stream=True)
+            return
+        if "/hostile/reset" in path:
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "100")])
+            conn.send_data(sid, b"y" * 50)
+            conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            return
+        if "/hostile/garbage" in path:
+            raise _Garbage()
         if "/big?" in path:
             n = int(path.split("n=")[1])
             body = b"x" * n

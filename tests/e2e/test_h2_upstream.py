@@ -199,6 +199,10 @@ def test_streams_are_capped_per_connection_and_connections_per_shard(frontgate_f
     try:
         env = start(frontgate_factory, shard,
                     shard_extra="    protocol: h2\n    maxConnections: 2\n")
+        # the two that wait must not give up (connectTimeout) before the test lets them in
+        env.fg.write("frontgate.yaml", open(env.fg.config_path).read().replace(
+            "connectTimeout: 2s", "connectTimeout: 20s"))
+        env.fg.hup()
         for i in range(12):
             socks.append(open_watch(env.port, env.key, i))
         # 2 connections x 5 streams (the shard's SETTINGS) are open; 2 watches wait
@@ -215,6 +219,51 @@ def test_streams_are_capped_per_connection_and_connections_per_shard(frontgate_f
         assert shard.conns == 2
         for s in socks:
             assert b'"ADDED"' in read_until(s, b'"ADDED"')
+    finally:
+        for s in socks:
+            s.close()
+        shard.stop()
+
+
+def test_a_request_waits_for_a_stream_no_longer_than_connect_timeout(frontgate_factory):
+    shard = H2Shard(max_streams=2)
+    socks = []
+    try:
+        env = start(frontgate_factory, shard,
+                    shard_extra="    protocol: h2\n    maxConnections: 1\n")
+        env.fg.write("frontgate.yaml", open(env.fg.config_path).read().replace(
+            "connectTimeout: 2s", "connectTimeout: 1s"))
+        env.fg.hup()
+        for i in range(2):
+            socks.append(open_watch(env.port, env.key, i))
+        assert shard.wait_for(lambda: shard.open_watches == 2)
+        t0 = time.monotonic()
+        r = env.get(f"{API}/pods")
+        waited = time.monotonic() - t0
+        assert r.status == 502
+        assert 0.9 <= waited < 5, waited
+        assert env.fg.wait_log(r"shard shard-1: no HTTP/2 stream free within connectTimeout")
+        assert shard.conns == 1
+        # a stream ends: the next request is served at once
+        socks.pop().close()
+        assert shard.wait_for(lambda: shard.open_watches == 1)
+        assert env.get(f"{API}/pods").status == 200
+    finally:
+        for s in socks:
+            s.close()
+        shard.stop()
+
+
+def test_without_max_connections_full_connections_are_followed_by_new_ones(frontgate_factory):
+    shard = H2Shard(max_streams=3)
+    socks = []
+    try:
+        env = start(frontgate_factory, shard)
+        for i in range(8):
+            socks.append(open_watch(env.port, env.key, i))
+        assert shard.wait_for(lambda: shard.open_watches == 8)
+        assert shard.conns == 3  # 3 + 3 + 2: full ones first
+        assert shard.max_open_streams == 3
     finally:
         for s in socks:
             s.close()
@@ -417,7 +466,7 @@ def test_http1_default_never_offers_h2(pki, frontgate_factory):
 
 @pytest.mark.parametrize("extra, message", [
     ("    protocol: h3\n", 'shard protocol "h3" must be http1, auto or h2'),
-    ("    maxConnections: 0\n", '"maxConnections" must be between 1 and 1000'),
+    ("    maxConnections: 1001\n", '"maxConnections" must be between 0 and 1000'),
     ("    maxStreamsPerConnection: 20000\n", '"maxStreamsPerConnection" must be between 1 and 10000'),
 ])
 def test_bad_protocol_settings_are_refused_with_their_place(tmp_path, extra, message):
@@ -430,3 +479,44 @@ def test_bad_protocol_settings_are_refused_with_their_place(tmp_path, extra, mes
     assert p.returncode != 0
     assert f"frontgate.yaml:{line}:" in p.stderr
     assert message in p.stderr
+
+
+# ---------------------------------------------------------------------------
+# a shard that misbehaves
+
+
+def test_response_head_past_four_times_max_header_bytes_is_a_502_and_others_go_on(h2shard, frontgate_factory):
+    env = start(frontgate_factory, h2shard, limits="  maxHeaderBytes: 8Ki\n")
+    r = env.get(f"/clusters/{WS_PATH}/hostile/bomb")
+    assert r.status == 502
+    assert env.get(f"{API}/pods").status == 200
+    assert h2shard.conns == 1  # only that stream was reset
+
+
+def test_stream_reset_mid_body_cuts_the_client_response(env):
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    try:
+        s.sendall((f"GET /clusters/{WS_PATH}/hostile/reset HTTP/1.1\r\nHost: localhost\r\n"
+                   f"Authorization: Bearer {env.key}\r\n\r\n").encode())
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"content-length: 100" in head.lower()
+        assert body == b"y" * 50  # and the connection closed: the client knows it is cut
+    finally:
+        s.close()
+    assert env.get(f"{API}/pods").status == 200
+
+
+def test_garbage_from_the_shard_fails_its_streams_and_the_next_request_reconnects(env):
+    r = env.get(f"/clusters/{WS_PATH}/hostile/garbage")
+    assert r.status == 502
+    assert env.fg.wait_log(r"shard shard-1: HTTP/2: the shard broke the protocol "
+                           r"\(GOAWAY FRAME_SIZE_ERROR\)")
+    assert env.get(f"{API}/pods").status == 200
+    assert env.shard.conns == 2

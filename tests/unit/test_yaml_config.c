@@ -329,7 +329,7 @@ static void shard_protocol(void)
     CHECK(cfg != NULL && cfg->nshards == 3);
     if (cfg && cfg->nshards == 3) {
         CHECK(cfg->shards[0].protocol == FG_PROTO_HTTP1); /* the default */
-        CHECK(cfg->shards[0].max_streams == 250 && cfg->shards[0].max_conns == 4);
+        CHECK(cfg->shards[0].max_streams == 250 && cfg->shards[0].max_conns == 0);
         CHECK(cfg->shards[1].protocol == FG_PROTO_H2);
         CHECK(cfg->shards[1].max_streams == 100 && cfg->shards[1].max_conns == 1);
         CHECK(cfg->shards[2].protocol == FG_PROTO_AUTO);
@@ -338,8 +338,8 @@ static void shard_protocol(void)
     REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal:6443\n    protocol: h3\n" R_,
             "t.yaml:6:15: shard protocol \"h3\" must be http1, auto or h2");
     REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal:6443\n"
-               "    maxConnections: 0\n" R_,
-            "t.yaml:6:21: \"maxConnections\" must be between 1 and 1000");
+               "    maxConnections: 1001\n" R_,
+            "t.yaml:6:21: \"maxConnections\" must be between 0 and 1000");
     REFUSED(L_ "shards:\n  - name: s1\n    url: https://s1.internal:6443\n"
                "    maxStreamsPerConnection: 10001\n" R_,
             "t.yaml:6:30: \"maxStreamsPerConnection\" must be between 1 and 10000");
