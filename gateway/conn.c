@@ -207,8 +207,16 @@ static void flushed(struct fg_conn *c)
         fg_conn_close(c);
         return;
     }
-    if (!c->ci.tls)
+    /* the end of our side, so the client reads EOF after the response rather than waiting out
+     * the linger: a FIN on plaintext, close_notify on TLS (written directly: our output is empty)
+     */
+    if (!c->ci.tls) {
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    } else {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl && SSL_is_init_finished(ssl))
+            SSL_shutdown(ssl);
+    }
     read_on(c, 1);
 }
 
@@ -569,11 +577,14 @@ static void process_input(struct fg_conn *c)
     if (!c->proto_known && !c->dead && evbuffer_get_length(in) > 0 && start_h2(c, in) < 0)
         return;
     if (c->h2) {
+        int rc;
         if (c->state == CS_CLOSING)
             evbuffer_drain(in, evbuffer_get_length(in));
-        else if (!c->dead && fg_h2_input(c->h2, in) < 0) {
-            c->linger = 1;    /* the client may still be sending: let it read the GOAWAY */
-            start_closing(c); /* after the GOAWAY fg_h2_input may have written */
+        else if (!c->dead && (rc = fg_h2_input(c->h2, in)) < 0) {
+            /* a GOAWAY was written: the client may still be sending, let it read that; a
+             * peer that does not speak HTTP/2 (or floods) got none and goes now */
+            c->linger = rc == -1;
+            start_closing(c);
         }
         return;
     }

@@ -613,12 +613,12 @@ static void feed(struct fg_h2 *s)
  * after the whole frames nghttp2 already gave us, since the session itself is not used
  * again. A peer that is not speaking HTTP/2, or that does not read, gets no frame.
  */
-static void fatal_goaway(struct fg_h2 *s, int err)
+static int fatal_goaway(struct fg_h2 *s, int err)
 {
     uint32_t last = (uint32_t)nghttp2_session_get_last_proc_stream_id(s->ng);
     fg_h2_close(s);
     if (err == NGHTTP2_ERR_BAD_CLIENT_MAGIC || err == NGHTTP2_ERR_FLOODED)
-        return;
+        return -2;
     uint32_t code = err == NGHTTP2_ERR_CALLBACK_FAILURE || err == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
                         ? NGHTTP2_ENHANCE_YOUR_CALM
                         : NGHTTP2_PROTOCOL_ERROR;
@@ -628,6 +628,7 @@ static void fatal_goaway(struct fg_h2 *s, int err)
         f[13 + i] = (uint8_t)(code >> (24 - 8 * i));
     }
     evbuffer_add(bufferevent_get_output(s->c->bev), f, sizeof(f));
+    return -1;
 }
 
 int fg_h2_input(struct fg_h2 *s, struct evbuffer *in)
@@ -639,8 +640,7 @@ int fg_h2_input(struct fg_h2 *s, struct evbuffer *in)
         if (used < 0) {
             fg_log(FG_LOG_DEBUG, "client %s: HTTP/2: %s", s->c->ci.peer,
                    nghttp2_strerror((int)used));
-            fatal_goaway(s, (int)used);
-            return -1;
+            return fatal_goaway(s, (int)used);
         }
         evbuffer_drain(in, (size_t)used);
     }

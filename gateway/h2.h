@@ -30,7 +30,8 @@ struct fg_h2;
 int fg_h2_is_preface(const char *buf, size_t len);
 /* Starts the session on c (sends our SETTINGS); NULL when nghttp2 refused. */
 struct fg_h2 *fg_h2_new(struct fg_conn *c);
-/* Feeds the client's bytes (all of in); -1 when the connection must close. */
+/* Feeds the client's bytes (all of in); -1 when the connection must close after the GOAWAY
+ * written for it, -2 when it must close at once (not HTTP/2, or flooding: no GOAWAY). */
 int fg_h2_input(struct fg_h2 *s, struct evbuffer *in);
 /* Writes frames into the client's output while it has room; -1 when the session is over. */
 int fg_h2_send(struct fg_h2 *s);

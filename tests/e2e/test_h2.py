@@ -535,15 +535,19 @@ def test_a_continuation_flood_ends_in_goaway(h2env):
                 break
         raw = b""
         c.sock.settimeout(5)
+        t0 = time.monotonic()
+        eof = False
         try:
             while True:
                 chunk = c.sock.recv(65536)
                 if not chunk:
+                    eof = True  # close_notify: our side ended right after the GOAWAY
                     break
                 raw += chunk
         except (OSError, ssl.SSLError):
             pass
         assert goaway_codes(raw), raw[:200]
+        assert eof and time.monotonic() - t0 < 1.5  # not after the 2 s linger
         assert h2env.shard.snapshot() == []
     finally:
         c.close()

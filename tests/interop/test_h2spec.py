@@ -40,11 +40,12 @@ WS_CLUSTER = fg_e2e.WS_CLUSTER
 LOGS = os.path.join(REPO, "build", "interop-logs")
 SUMMARY = os.path.join(LOGS, "h2spec-summary.txt")
 SUMMARY_RE = re.compile(r"^(\d+) tests, (\d+) passed, (\d+) skipped, (\d+) failed$", re.M)
-# h2spec's per-case timeout (-o, seconds; its default is 2). After a connection error (a GOAWAY,
-# or a preface that is not HTTP/2) and after the client's own GOAWAY, frontgate reads and drops
-# for up to 2 s before it closes (LINGER_MS in gateway/conn.c), and on TLS it sends no
-# close_notify first, so h2spec sees the close only then: its 2 s default races that linger.
-TIMEOUT = 4
+# h2spec's per-case timeout (-o, seconds): its default. After a connection error (its GOAWAY) or
+# the client's own GOAWAY, frontgate ends its side at once (close_notify on TLS, FIN on
+# plaintext) and keeps reading and dropping for up to 2 s (LINGER_MS in gateway/conn.c) so the
+# client sees the GOAWAY rather than a reset; a preface that is not HTTP/2 closes at once. So a
+# client waiting for the close sees it within the default, which this pins.
+TIMEOUT = 2
 
 # Allowed failures: h2spec test id ("<group>/<n>", as `h2spec <id>` selects it) -> why.
 NGHTTP2_SMALLER_ID = (
