@@ -44,6 +44,12 @@ struct fg_h2up {
     int served;     /* a response head arrived on it (it is no longer fresh) */
     int terminated; /* our GOAWAY is submitted */
     char ended[80]; /* why the session ended: the GOAWAY either side sent */
+    int depth;      /* inside one of its libevent callbacks */
+    int drained;    /* some stream's body drained below half (read_body): tell them */
+    int idle_armed; /* 1: the idle timeout is set (no stream); 0: none; -1: the connect's */
+    /* exchanges given something during this callback: each writes out once, at its end */
+    struct fg_exchange **touched;
+    size_t ntouched, ctouched;
     uint32_t peer_max;
     size_t nstreams; /* attached: waiting for the connect, or known to nghttp2 */
     TAILQ_HEAD(, fg_upconn) streams;
@@ -117,6 +123,8 @@ static void stream_fail(struct fg_upconn *u, const char *why, int may_retry, int
     u->ex = NULL;
     u->dead = 1;
     fg_ex_hold(ex);
+    if (ex->req.resp_started && !ex->gone)
+        fg_ex_up_flush(ex); /* what it relayed before the failure goes out first */
     if (!(may_retry && !u->got_bytes && fg_ex_up_retry(ex, unprocessed)))
         fg_ex_up_failed(ex, why);
     fg_ex_up_flush(ex);
@@ -145,7 +153,7 @@ static ssize_t read_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t 
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (u->want_drained && evbuffer_get_length(u->body) < lim(c)->max_buffer_bytes / 2) {
         u->want_drained = 0;
-        u->drained = 1; /* told after the send loop (conn_send) */
+        u->drained = c->drained = 1; /* told after the send loop (conn_send) */
     }
     return (ssize_t)n;
 }
@@ -378,16 +386,62 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
-/* Runs body for u's exchange (as var) with both held; the client writes out after. */
+/*
+ * Inside one of c's callbacks, the exchanges it gave something write out once at its end
+ * (one write for a response's HEADERS, DATA and end, and for every stream of one read)
+ * rather than after each frame. Each is held until then.
+ */
+static int defer_flush(struct fg_h2up *c, struct fg_exchange *ex)
+{
+    if (c == NULL || c->depth == 0 || c->dead)
+        return 0;
+    for (size_t i = c->ntouched; i > 0; i--)
+        if (c->touched[i - 1] == ex)
+            return 1;
+    fg_grow(&c->touched, &c->ctouched, c->ntouched + 1, sizeof(*c->touched));
+    fg_ex_hold(ex);
+    c->touched[c->ntouched++] = ex;
+    return 1;
+}
+
+static void flush_touched(struct fg_h2up *c)
+{
+    for (size_t i = 0; i < c->ntouched; i++) {
+        struct fg_exchange *ex = c->touched[i];
+        if (!ex->gone)
+            fg_ex_up_flush(ex);
+        fg_ex_release(ex);
+    }
+    c->ntouched = 0;
+}
+
+static void enter(struct fg_h2up *c)
+{
+    c->holds++;
+    c->depth++;
+}
+
+static void conn_release(struct fg_h2up *c);
+
+static void leave(struct fg_h2up *c)
+{
+    if (--c->depth == 0)
+        flush_touched(c);
+    conn_release(c);
+}
+
+/* Runs body for u's exchange (as var) with both held; the client writes out after (at the end
+ * of the connection's callback when inside one). */
 #define WITH_EX(u, var, body)                                                                      \
     do {                                                                                           \
         struct fg_exchange *var = (u)->ex;                                                         \
+        struct fg_h2up *wc_ = (u)->h2;                                                             \
         if (var == NULL)                                                                           \
             break;                                                                                 \
         (u)->holds++;                                                                              \
         fg_ex_hold(var);                                                                           \
         body;                                                                                      \
-        if (!var->gone)                                                                            \
+        if (!var->gone && !defer_flush(wc_, var))                                                  \
             fg_ex_up_flush(var);                                                                   \
         fg_ex_release(var);                                                                        \
         (u)->holds--;                                                                              \
@@ -527,6 +581,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t err, void 
 
 static void conn_free(struct fg_h2up *c)
 {
+    free(c->touched);
     if (c->kick)
         event_free(c->kick);
     nghttp2_session_del(c->ng);
@@ -580,13 +635,17 @@ static void set_idle_timer(struct fg_h2up *c)
 {
     if (!c->ready)
         return; /* the connect timeout still runs */
-    if (c->nstreams == 0) {
+    int idle = c->nstreams == 0;
+    if (idle == c->idle_armed)
+        return;
+    if (idle) {
         uint64_t ms = lim(c)->upstream_idle_timeout_ms;
         struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
         bufferevent_set_timeouts(c->bev, &tv, NULL);
     } else {
         bufferevent_set_timeouts(c->bev, NULL, NULL); /* streams (watches) have no deadline */
     }
+    c->idle_armed = idle;
 }
 
 /* Frames out while the socket takes them; then the streams whose body drained hear of it. */
@@ -616,6 +675,9 @@ static void conn_send(struct fg_h2up *c)
             evbuffer_add(out, data, (size_t)n);
         }
         c->busy = 0;
+        if (!c->drained)
+            break;
+        c->drained = 0;
         int again = 0;
         struct fg_upconn *u, *next;
         for (u = TAILQ_FIRST(&c->streams); u && !c->dead; u = next) {
@@ -687,7 +749,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct fg_h2up *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    c->holds++;
+    enter(c);
     while (!c->dead && evbuffer_get_length(in) > 0) {
         size_t n = evbuffer_get_contiguous_space(in);
         const uint8_t *data = evbuffer_pullup(in, (ssize_t)n);
@@ -708,16 +770,16 @@ static void conn_read(struct bufferevent *bev, void *arg)
     conn_send(c);
     if (!TAILQ_EMPTY(&c->w->h2wait))
         wake(c->w);
-    conn_release(c);
+    leave(c);
 }
 
 static void conn_write(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct fg_h2up *c = arg;
-    c->holds++;
+    enter(c);
     conn_send(c);
-    conn_release(c);
+    leave(c);
 }
 
 /* Puts u on c: sent at once when c is up, else when it connects. */
@@ -775,7 +837,7 @@ static void connected(struct fg_h2up *c)
 static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     struct fg_h2up *c = arg;
-    c->holds++;
+    enter(c);
     if (what & BEV_EVENT_CONNECTED) {
         connected(c);
         conn_send(c);
@@ -792,14 +854,15 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         }
         conn_close(c, why);
     } else if (what & BEV_EVENT_TIMEOUT) {
-        conn_close(c, "idle"); /* only armed while no stream is open */
+        /* the connect timeout runs until the shard's SETTINGS; the idle one only without streams */
+        conn_close(c, c->ready ? "idle" : "connect timed out (no HTTP/2 SETTINGS from the shard)");
     } else {
         conn_close(c, (what & BEV_EVENT_EOF) ? "connection closed before the response completed"
                                              : "connection error");
     }
     if (!TAILQ_EMPTY(&c->w->h2wait))
         wake(c->w);
-    conn_release(c);
+    leave(c);
 }
 
 static void conn_kicked(evutil_socket_t fd, short what, void *arg)
@@ -807,11 +870,11 @@ static void conn_kicked(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct fg_h2up *c = arg;
-    c->holds++;
+    enter(c);
     conn_send(c);
     if (!c->dead && !TAILQ_EMPTY(&c->w->h2wait))
         wake(c->w);
-    conn_release(c);
+    leave(c);
 }
 
 static struct fg_h2up *conn_new(struct fg_worker *w, struct fg_snapshot *snap, uint32_t shard)
@@ -851,6 +914,7 @@ static struct fg_h2up *conn_new(struct fg_worker *w, struct fg_snapshot *snap, u
     c->snap = fg_snapshot_ref(snap);
     c->shard = shard;
     c->peer_max = PEER_MAX_DEFAULT;
+    c->idle_armed = -1;
     TAILQ_INIT(&c->streams);
     TAILQ_INSERT_TAIL(&w->h2conns, c, link);
     c->kick = event_new(w->base, -1, 0, conn_kicked, c);
@@ -907,8 +971,9 @@ static void wait_expired(evutil_socket_t fd, short what, void *arg)
     if (!u->waiting)
         return;
     unwait(u);
-    stream_fail(u, "no HTTP/2 stream free within connectTimeout (every connection full, "
-                   "maxConnections reached)",
+    stream_fail(u,
+                "no HTTP/2 stream free within connectTimeout (every connection full, "
+                "maxConnections reached)",
                 0, 0);
 }
 

@@ -520,3 +520,32 @@ def test_garbage_from_the_shard_fails_its_streams_and_the_next_request_reconnect
                            r"\(GOAWAY FRAME_SIZE_ERROR\)")
     assert env.get(f"{API}/pods").status == 200
     assert env.shard.conns == 2
+
+
+def test_an_idle_h2_connection_closes_after_upstream_idle_timeout(h2shard, frontgate_factory):
+    env = start(frontgate_factory, h2shard, limits="  upstreamIdleTimeout: 1s\n")
+    assert env.get(f"{API}/pods").status == 200
+    assert h2shard.open_conns == 1
+    t0 = time.monotonic()
+    assert h2shard.wait_for(lambda: h2shard.open_conns == 0, timeout=5)
+    assert time.monotonic() - t0 >= 0.5
+    assert env.get(f"{API}/pods").status == 200
+    assert h2shard.conns == 2
+
+
+def test_a_shard_that_never_sends_its_settings_is_a_502_after_connect_timeout(frontgate_factory):
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)  # accepts (the kernel does) and never speaks
+
+    class Mute:
+        url = f"http://127.0.0.1:{mute.getsockname()[1]}"
+    try:
+        env = start(frontgate_factory, Mute())
+        t0 = time.monotonic()
+        r = env.get(f"{API}/pods")
+        assert r.status == 502
+        assert 1.5 <= time.monotonic() - t0 < 6  # connectTimeout: 2s
+        assert env.fg.wait_log(r"shard shard-1: connect timed out")
+    finally:
+        mute.close()
