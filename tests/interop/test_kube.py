@@ -388,16 +388,22 @@ def test_h2_both_ways_kubectl_to_frontgate_and_frontgate_to_kube(kube, front, ke
     # a shard connection of its own; over h2 they share one per worker
     kport = int(kube.url.rsplit(":", 1)[1])
     ctx = ssl.create_default_context(cafile=kube.serving_ca.path)
+    rv = fk.request("GET", "/api/v1/namespaces", tok).json()["metadata"]["resourceVersion"]
     watches = []
     for _ in range(6):
         conn = http.client.HTTPSConnection("127.0.0.1", fk.port, context=ctx, timeout=30)
-        conn.request("GET", "/api/v1/namespaces?watch=1&timeoutSeconds=60",
+        conn.request("GET", f"/api/v1/namespaces?watch=1&resourceVersion={rv}&timeoutSeconds=60",
                      headers={"Authorization": f"Bearer {tok}"})
         watches.append(conn)
-    for conn in watches:
-        r = conn.getresponse()
-        assert r.status == 200, r.read()
-        assert json.loads(r.readline())["type"] == "ADDED"
+    responses = [conn.getresponse() for conn in watches]
+    assert [r.status for r in responses] == [200] * 6
+    kube.kubectl("create", "namespace", "h2-raw")
+    for r in responses:  # every watch sees it
+        while True:
+            ev = json.loads(r.readline())
+            if ev["object"]["metadata"]["name"] == "h2-raw":
+                assert ev["type"] == "ADDED", ev
+                break
     cfg = fk.kubeconfig(tok)
     w = subprocess.Popen([KUBECTL, "--kubeconfig", cfg, "get", "namespaces", "--watch", "-o", "name"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -415,7 +421,8 @@ def test_h2_both_ways_kubectl_to_frontgate_and_frontgate_to_kube(kube, front, ke
         w.wait(10)
         for conn in watches:
             conn.close()
-        kube.kubectl("delete", "namespace", "h2-watched", "--wait=false", check=False)
+        for ns in ("h2-watched", "h2-raw"):
+            kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 # ---------------------------------------------------------------------------
