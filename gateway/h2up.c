@@ -658,7 +658,7 @@ static void conn_send(struct fg_h2up *c)
     size_t max = lim(c)->max_buffer_bytes;
     for (int round = 0; round < 8 && !c->dead; round++) {
         if (retiring(c) && c->nstreams == 0 && !c->terminated) {
-            c->terminated = 1;
+            c->terminated = c->goaway = 1; /* and it takes no new stream */
             nghttp2_session_terminate_session(c->ng, NGHTTP2_NO_ERROR);
         }
         c->busy = 1;

@@ -549,3 +549,22 @@ def test_a_shard_that_never_sends_its_settings_is_a_502_after_connect_timeout(fr
         assert env.fg.wait_log(r"shard shard-1: connect timed out")
     finally:
         mute.close()
+
+
+def test_reload_keeps_a_watch_on_its_connection_and_retires_it_after(h2shard, frontgate_factory):
+    env = start(frontgate_factory, h2shard)
+    s = open_watch(env.port, env.key, 0)
+    try:
+        assert b'"ADDED"' in read_until(s, b'"ADDED"')
+        env.fg.hup()
+        # new requests pin the new snapshot: a connection of its own; the watch goes on
+        assert env.get(f"{API}/pods").status == 200
+        assert h2shard.conns == 2
+        h2shard.tick()
+        assert b'"MODIFIED"' in read_until(s, b'"MODIFIED"')
+    finally:
+        s.close()
+    # the old connection had only the watch: it closes once that ends
+    assert h2shard.wait_for(lambda: h2shard.open_conns == 1, timeout=5)
+    assert env.get(f"{API}/pods").status == 200
+    assert h2shard.conns == 2
