@@ -14,10 +14,8 @@
 
 #include "exchange.h"
 #include "sanitize.h"
-#include "tls.h"
 #include "upstream.h"
 
-#include <errno.h>
 #include <event2/bufferevent_ssl.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
@@ -842,17 +840,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         connected(c);
         conn_send(c);
     } else if (!c->connected) {
-        const char *why = (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "connect failed";
-        if (what & BEV_EVENT_ERROR) {
-            int dns = bufferevent_socket_get_dns_error(bev), err = EVUTIL_SOCKET_ERROR();
-            if (dns)
-                why = evutil_gai_strerror(dns);
-            else if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH)
-                why = evutil_socket_error_to_string(err);
-            else if (shard_of(c)->https)
-                why = fg_tls_bev_error(bev);
-        }
-        conn_close(c, why);
+        conn_close(c, fg_up_connect_error(bev, what, shard_of(c)->https));
     } else if (what & BEV_EVENT_TIMEOUT) {
         /* the connect timeout runs until the shard's SETTINGS; the idle one only without streams */
         conn_close(c, c->ready ? "idle" : "connect timed out (no HTTP/2 SETTINGS from the shard)");

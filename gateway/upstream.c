@@ -526,19 +526,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         goto out;
     }
     if (u->state == UP_CONNECTING) {
-        const char *why = (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "connect failed";
-        if (what & BEV_EVENT_ERROR) {
-            int dns = bufferevent_socket_get_dns_error(bev), err = EVUTIL_SOCKET_ERROR();
-            if (dns)
-                why = evutil_gai_strerror(dns);
-            else if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH)
-                why = evutil_socket_error_to_string(err);
-            else if (u->snap->shard_ctx[u->shard])
-                why = fg_tls_bev_error(bev); /* names a refused certificate */
-            else if (err)
-                why = evutil_socket_error_to_string(err);
-        }
-        fail(u, why);
+        fail(u, fg_up_connect_error(bev, what, u->snap->shard_ctx[u->shard] != NULL));
         goto out;
     }
     if (u->upgraded && ex->state == EX_TUNNEL) {
@@ -592,6 +580,23 @@ static void up_reader_closed(void *arg, short what)
 }
 
 /* ---- acquire -------------------------------------------------------------- */
+
+const char *fg_up_connect_error(struct bufferevent *bev, short what, int tls)
+{
+    const char *why = (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "connect failed";
+    if (what & BEV_EVENT_ERROR) {
+        int dns = bufferevent_socket_get_dns_error(bev), err = EVUTIL_SOCKET_ERROR();
+        if (dns)
+            why = evutil_gai_strerror(dns);
+        else if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH)
+            why = evutil_socket_error_to_string(err);
+        else if (tls)
+            why = fg_tls_bev_error(bev); /* names a refused certificate */
+        else if (err)
+            why = evutil_socket_error_to_string(err);
+    }
+    return why;
+}
 
 static int is_ip_literal(const char *host)
 {

@@ -96,6 +96,8 @@ int fg_up_flush(struct fg_upconn *u);
 int fg_up_throttled(const struct fg_upconn *u);
 void fg_up_unthrottle(struct fg_upconn *u);
 
+/* Why a connect to a shard failed, in words (DNS, refused, the TLS verdict, timeout). */
+const char *fg_up_connect_error(struct bufferevent *bev, short what, int tls);
 /* For h2up.c: a bufferevent connecting to shard of snap, offering ALPN alpn (may be NULL). */
 struct bufferevent *fg_up_new_bev(struct fg_worker *w, struct fg_snapshot *snap, uint32_t shard,
                                   const unsigned char *alpn, unsigned alpn_len);
