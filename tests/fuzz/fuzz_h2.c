@@ -96,6 +96,8 @@ static int contains(const char *p, size_t n, const char *lit)
  */
 static void access_check(void)
 {
+    if (w.access.data == NULL)
+        return; /* nothing logged yet (and NULL + 0 is undefined) */
     const char *p = w.access.data, *end = p + w.access.len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
