@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,42 @@ void *fg_realloc(void *p, size_t n)
     if (q == NULL)
         oom(n);
     return q;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *fg_calloc_huge(size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size)
+        oom(SIZE_MAX);
+    size_t n = count * size;
+    if (n < HUGE_PAGE)
+        return fg_calloc(count, size);
+    /* map one huge page more than needed and keep the aligned part */
+    size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    char *m =
+        mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        oom(n);
+    char *p = (char *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > m)
+        munmap(m, (size_t)(p - m));
+    munmap(p + len, (size_t)(m + HUGE_PAGE - p));
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); /* advice: without THP the memory is ordinary pages */
+#endif
+    return p;
+}
+
+void fg_free_huge(void *p, size_t count, size_t size)
+{
+    size_t n = count * size;
+    if (p == NULL)
+        return;
+    if (n < HUGE_PAGE)
+        free(p);
+    else
+        munmap(p, (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
 }
 
 char *fg_strdup(const char *s)

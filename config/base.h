@@ -26,6 +26,14 @@ void *fg_calloc(size_t count, size_t size);
 void *fg_realloc(void *p, size_t n);
 char *fg_strdup(const char *s);
 char *fg_strndup(const char *s, size_t n);
+/*
+ * fg_calloc for a large table read at random on the request path (a workspace index, a key
+ * table): from 2 MiB up, memory aligned to 2 MiB that the kernel is asked to back with
+ * transparent huge pages, so a lookup costs a cache miss without a page walk. Freed only by
+ * fg_free_huge with the same count and size.
+ */
+void *fg_calloc_huge(size_t count, size_t size);
+void fg_free_huge(void *p, size_t count, size_t size);
 /* Grows *arr (elements of esize) so that index `need - 1` is valid; *cap tracks capacity. */
 void fg_grow(void *arr, size_t *cap, size_t need, size_t esize);
 

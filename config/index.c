@@ -2,26 +2,46 @@
 
 #include "base.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /*
- * Strings live in large chunks so a million entries cost a few hundred
- * allocations, not millions. Each table is open addressing with linear
- * probing, a power-of-two size kept at most half full; slots hold entry
- * numbers + 1 (0 = empty) and the low bits of the hash to skip most compares.
+ * Each workspace is one record: its struct fg_workspace, the lengths of its
+ * names, then the names themselves, so a lookup that finds the slot reads
+ * one place in memory for the compare and for what the caller reads next
+ * (cluster, shard, type, phase). Records live in chunks of up to 2 MiB (huge
+ * pages, as the tables: a random lookup in a million entries then costs cache
+ * misses without page walks), so a million entries cost a few dozen
+ * allocations, and records never move: a returned workspace stays valid
+ * while the index lives.
+ *
+ * Each table is open addressing with linear probing, a power-of-two size
+ * kept at most half full. A slot holds a 32-bit reference to a record (chunk
+ * number and offset in 8-byte units; 0 = empty) and the low 32 bits of the
+ * name's hash, which skip most compares and place the slot again when the
+ * table grows.
  */
-#define CHUNK (1u << 20)
+#define FIRST_CHUNK (64u << 10) /* chunks double up to CHUNK: a small index stays small */
+#define CHUNK       (2u << 20)  /* a huge page (fg_calloc_huge) */
+#define UNIT        8u
+#define UNIT_BITS   18u /* offsets in a CHUNK, in units */
+#define MAX_CHUNKS  (1u << (32 - UNIT_BITS))
 
 struct chunk {
-    struct chunk *next;
     size_t used, size;
     char data[];
 };
 
+struct rec {
+    struct fg_workspace w;
+    uint32_t cluster_len, path_len, warehouse_len;
+    char names[]; /* cluster, path, warehouse: each NUL-terminated */
+};
+
 struct slot {
-    uint32_t entry; /* entry index + 1; 0 = empty */
-    uint32_t hash;
+    uint32_t ref;  /* record reference; 0 = empty */
+    uint32_t hash; /* low bits of hash_bytes() of the name */
 };
 
 struct table {
@@ -30,10 +50,19 @@ struct table {
     size_t n;
 };
 
+enum key { KEY_CLUSTER, KEY_PATH, KEY_WAREHOUSE };
+
+/* Past what a 32-bit reference or length can name (tens of GiB of names): as out of memory. */
+static void too_big(const char *what)
+{
+    fprintf(stderr, "frontgate: workspace index: %s\n", what);
+    abort();
+}
+
 struct fg_index {
-    struct fg_workspace *ws;
-    size_t n, cap;
-    struct chunk *chunks;
+    size_t n;
+    struct chunk **chunks;
+    size_t nchunks, cap;
     struct table by_cluster, by_path, by_warehouse;
 };
 
@@ -51,94 +80,102 @@ static uint64_t hash_bytes(const char *s, size_t n)
     return h;
 }
 
-static const char *intern(struct fg_index *ix, const char *s, size_t n)
+static struct rec *rec_of(const struct fg_index *ix, uint32_t ref)
 {
-    struct chunk *c = ix->chunks;
-    if (c == NULL || c->size - c->used < n + 1) {
-        size_t size = n + 1 > CHUNK ? n + 1 : CHUNK;
-        c = fg_malloc(sizeof(*c) + size);
-        c->used = 0;
-        c->size = size;
-        c->next = ix->chunks;
-        ix->chunks = c;
+    /* ref 0 is never a record: the first chunk starts with a unit left unused */
+    return (struct rec *)(ix->chunks[ref >> UNIT_BITS]->data +
+                          (size_t)(ref & ((1u << UNIT_BITS) - 1)) * UNIT);
+}
+
+/* Room for a record of size bytes; its reference in *ref. */
+static struct rec *rec_alloc(struct fg_index *ix, size_t size, uint32_t *ref)
+{
+    struct chunk *c = ix->nchunks ? ix->chunks[ix->nchunks - 1] : NULL;
+    size = (size + UNIT - 1) & ~(size_t)(UNIT - 1);
+    if (c == NULL || c->size - c->used < size) {
+        if (ix->nchunks == MAX_CHUNKS)
+            too_big("more names than 32-bit references reach");
+        size_t csize = ix->nchunks < 5 ? FIRST_CHUNK << ix->nchunks : CHUNK;
+        if (size + UNIT > csize - sizeof(*c))
+            csize = sizeof(*c) + size + UNIT;
+        c = fg_calloc_huge(1, csize);
+        c->size = csize - sizeof(*c);
+        c->used = ix->nchunks == 0 ? UNIT : 0;
+        fg_grow(&ix->chunks, &ix->cap, ix->nchunks + 1, sizeof(*ix->chunks));
+        ix->chunks[ix->nchunks++] = c;
     }
-    char *p = c->data + c->used;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    c->used += n + 1;
-    return p;
+    *ref = (uint32_t)((ix->nchunks - 1) << UNIT_BITS | c->used / UNIT);
+    struct rec *r = (struct rec *)(c->data + c->used);
+    c->used += size;
+    return r;
 }
 
-typedef const char *(*key_fn)(const struct fg_workspace *);
-
-static const char *key_cluster(const struct fg_workspace *w)
+static const char *rec_key(const struct rec *r, enum key k, uint32_t *len)
 {
-    return w->cluster;
-}
-
-static const char *key_path(const struct fg_workspace *w)
-{
-    return w->path;
-}
-
-static const char *key_warehouse(const struct fg_workspace *w)
-{
-    return w->warehouse;
+    switch (k) {
+    case KEY_CLUSTER:
+        *len = r->cluster_len;
+        return r->w.cluster;
+    case KEY_PATH:
+        *len = r->path_len;
+        return r->w.path;
+    default:
+        *len = r->warehouse_len;
+        return r->w.warehouse;
+    }
 }
 
 static const struct fg_workspace *table_get(const struct fg_index *ix, const struct table *t,
-                                            key_fn key, const char *s, size_t n)
+                                            enum key k, const char *s, size_t n)
 {
     if (t->slots == NULL)
         return NULL;
     uint64_t h = hash_bytes(s, n);
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
         const struct slot *sl = &t->slots[i];
-        if (sl->entry == 0)
+        if (sl->ref == 0)
             return NULL;
         if (sl->hash != (uint32_t)h)
             continue;
-        const struct fg_workspace *w = &ix->ws[sl->entry - 1];
-        const char *k = key(w);
-        if (strlen(k) == n && memcmp(k, s, n) == 0)
-            return w;
+        const struct rec *r = rec_of(ix, sl->ref);
+        uint32_t len;
+        const char *key = rec_key(r, k, &len);
+        if (len == n && memcmp(key, s, n) == 0)
+            return &r->w;
     }
 }
 
-static void table_put_raw(struct table *t, uint32_t entry, uint64_t h)
+static void table_put_raw(struct table *t, uint32_t ref, uint32_t h)
 {
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-        if (t->slots[i].entry == 0) {
-            t->slots[i] = (struct slot){entry, (uint32_t)h};
+        if (t->slots[i].ref == 0) {
+            t->slots[i] = (struct slot){ref, h};
             t->n++;
             return;
         }
     }
 }
 
-static void table_grow(struct fg_index *ix, struct table *t, key_fn key)
+static void table_put(struct table *t, uint32_t ref, const char *key, size_t len)
 {
-    size_t size = t->slots ? (t->mask + 1) * 2 : 64;
-    struct slot *old = t->slots;
-    size_t oldsize = t->slots ? t->mask + 1 : 0;
-    t->slots = fg_calloc(size, sizeof(struct slot));
-    t->mask = size - 1;
-    t->n = 0;
-    for (size_t i = 0; i < oldsize; i++) {
-        if (old[i].entry == 0)
-            continue;
-        const char *k = key(&ix->ws[old[i].entry - 1]);
-        table_put_raw(t, old[i].entry, hash_bytes(k, strlen(k)));
+    if (t->slots == NULL || (t->n + 1) * 2 > t->mask + 1) {
+        /* the stored low hash bits place a slot again: no record is read */
+        size_t oldsize = t->slots ? t->mask + 1 : 0;
+        struct slot *old = t->slots;
+        t->slots = fg_calloc_huge(oldsize ? oldsize * 2 : 64, sizeof(struct slot));
+        t->mask = (oldsize ? oldsize * 2 : 64) - 1;
+        t->n = 0;
+        for (size_t i = 0; i < oldsize; i++)
+            if (old[i].ref != 0)
+                table_put_raw(t, old[i].ref, old[i].hash);
+        fg_free_huge(old, oldsize, sizeof(struct slot));
     }
-    free(old);
+    table_put_raw(t, ref, (uint32_t)hash_bytes(key, len));
 }
 
-static void table_put(struct fg_index *ix, struct table *t, key_fn key, uint32_t entry)
+static void table_free(struct table *t)
 {
-    if (t->slots == NULL || (t->n + 1) * 2 > t->mask + 1)
-        table_grow(ix, t, key);
-    const char *k = key(&ix->ws[entry - 1]);
-    table_put_raw(t, entry, hash_bytes(k, strlen(k)));
+    fg_free_huge(t->slots, t->slots ? t->mask + 1 : 0, sizeof(struct slot));
 }
 
 struct fg_index *fg_index_new(void)
@@ -150,16 +187,22 @@ void fg_index_free(struct fg_index *ix)
 {
     if (ix == NULL)
         return;
-    while (ix->chunks) {
-        struct chunk *c = ix->chunks;
-        ix->chunks = c->next;
-        free(c);
-    }
-    free(ix->ws);
-    free(ix->by_cluster.slots);
-    free(ix->by_path.slots);
-    free(ix->by_warehouse.slots);
+    for (size_t i = 0; i < ix->nchunks; i++)
+        fg_free_huge(ix->chunks[i], 1, sizeof(struct chunk) + ix->chunks[i]->size);
+    free(ix->chunks);
+    table_free(&ix->by_cluster);
+    table_free(&ix->by_path);
+    table_free(&ix->by_warehouse);
     free(ix);
+}
+
+static const char *put_name(char **at, const char *s, size_t n)
+{
+    char *p = *at;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    *at = p + n + 1;
+    return p;
 }
 
 enum fg_index_add_result fg_index_add(struct fg_index *ix, const char *cluster, size_t cluster_len,
@@ -173,36 +216,44 @@ enum fg_index_add_result fg_index_add(struct fg_index *ix, const char *cluster, 
         return FG_INDEX_DUP_PATH;
     if (warehouse && fg_index_by_warehouse(ix, warehouse, warehouse_len))
         return FG_INDEX_DUP_WAREHOUSE;
-    fg_grow(&ix->ws, &ix->cap, ix->n + 1, sizeof(struct fg_workspace));
-    struct fg_workspace *w = &ix->ws[ix->n++];
-    w->cluster = intern(ix, cluster, cluster_len);
-    w->path = path ? intern(ix, path, path_len) : NULL;
-    w->warehouse = warehouse ? intern(ix, warehouse, warehouse_len) : NULL;
-    w->shard = shard;
-    w->type = type;
-    w->phase = phase;
-    uint32_t entry = (uint32_t)ix->n;
-    table_put(ix, &ix->by_cluster, key_cluster, entry);
-    if (w->path)
-        table_put(ix, &ix->by_path, key_path, entry);
-    if (w->warehouse)
-        table_put(ix, &ix->by_warehouse, key_warehouse, entry);
+    if (cluster_len > UINT32_MAX || path_len > UINT32_MAX || warehouse_len > UINT32_MAX)
+        too_big("a name longer than 4 GiB");
+    size_t names =
+        cluster_len + 1 + (path ? path_len + 1 : 0) + (warehouse ? warehouse_len + 1 : 0);
+    uint32_t ref;
+    struct rec *r = rec_alloc(ix, sizeof(struct rec) + names, &ref);
+    char *at = r->names;
+    r->w.cluster = put_name(&at, cluster, cluster_len);
+    r->w.path = path ? put_name(&at, path, path_len) : NULL;
+    r->w.warehouse = warehouse ? put_name(&at, warehouse, warehouse_len) : NULL;
+    r->w.shard = shard;
+    r->w.type = type;
+    r->w.phase = phase;
+    r->cluster_len = (uint32_t)cluster_len;
+    r->path_len = path ? (uint32_t)path_len : 0;
+    r->warehouse_len = warehouse ? (uint32_t)warehouse_len : 0;
+    ix->n++;
+    table_put(&ix->by_cluster, ref, cluster, cluster_len);
+    if (path)
+        table_put(&ix->by_path, ref, path, path_len);
+    if (warehouse)
+        table_put(&ix->by_warehouse, ref, warehouse, warehouse_len);
     return FG_INDEX_ADDED;
 }
 
 const struct fg_workspace *fg_index_by_cluster(const struct fg_index *ix, const char *s, size_t n)
 {
-    return table_get(ix, &ix->by_cluster, key_cluster, s, n);
+    return table_get(ix, &ix->by_cluster, KEY_CLUSTER, s, n);
 }
 
 const struct fg_workspace *fg_index_by_path(const struct fg_index *ix, const char *s, size_t n)
 {
-    return table_get(ix, &ix->by_path, key_path, s, n);
+    return table_get(ix, &ix->by_path, KEY_PATH, s, n);
 }
 
 const struct fg_workspace *fg_index_by_warehouse(const struct fg_index *ix, const char *s, size_t n)
 {
-    return table_get(ix, &ix->by_warehouse, key_warehouse, s, n);
+    return table_get(ix, &ix->by_warehouse, KEY_WAREHOUSE, s, n);
 }
 
 const struct fg_workspace *fg_index_find(const struct fg_index *ix, const char *s, size_t n)

@@ -357,9 +357,28 @@ static void loopback_http_urls(void)
     CHECK(fg_url_is_loopback_http(NULL) == 0);
 }
 
+/* Small tables come from calloc, large ones from 2 MiB-aligned mappings: zeroed either way. */
+static void calloc_huge(void)
+{
+    size_t sizes[] = {64, (2u << 20) - 8, 2u << 20, (5u << 20) + 24};
+    for (size_t i = 0; i < FG_ARRAY_LEN(sizes); i++) {
+        unsigned char *p = fg_calloc_huge(sizes[i] / 8, 8);
+        size_t nonzero = 0;
+        for (size_t j = 0; j < sizes[i]; j += 4096)
+            nonzero += p[j] != 0;
+        CHECK(nonzero == 0 && p[sizes[i] - 1] == 0);
+        memset(p, 0xab, sizes[i]);
+        if (sizes[i] >= (2u << 20))
+            CHECK(((uintptr_t)p & ((2u << 20) - 1)) == 0);
+        fg_free_huge(p, sizes[i] / 8, 8);
+    }
+    fg_free_huge(NULL, 0, 8);
+}
+
 int main(void)
 {
     RUN(next_line_splits_and_counts);
+    RUN(calloc_huge);
     RUN(loopback_http_urls);
     RUN(duration_units);
     RUN(duration_compound);
