@@ -62,6 +62,50 @@ void fg_identity_add_extra(struct fg_identity *id, const char *key, const char *
     e->values[e->nvalues++] = fg_strdup(value);
 }
 
+/* Copies s with its NUL to *at and moves *at past it. */
+static char *put_str(char **at, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = memcpy(*at, s, n);
+    *at += n;
+    return p;
+}
+
+struct fg_identity *fg_identity_pack(const struct fg_identity *id)
+{
+    size_t nvalues = 0, chars = strlen(id->user) + 1 + (id->uid ? strlen(id->uid) + 1 : 0);
+    for (size_t i = 0; i < id->ngroups; i++)
+        chars += strlen(id->groups[i]) + 1;
+    for (size_t i = 0; i < id->nextra; i++) {
+        chars += strlen(id->extra[i].key) + 1;
+        nvalues += id->extra[i].nvalues;
+        for (size_t j = 0; j < id->extra[i].nvalues; j++)
+            chars += strlen(id->extra[i].values[j]) + 1;
+    }
+    size_t arrays = id->nextra * sizeof(struct fg_extra) + (id->ngroups + nvalues) * sizeof(char *);
+    struct fg_identity *out = fg_malloc(sizeof(*out) + arrays + chars);
+    struct fg_extra *extra = (struct fg_extra *)(out + 1);
+    char **ptrs = (char **)(extra + id->nextra);
+    char *at = (char *)(ptrs + id->ngroups + nvalues);
+    *out = (struct fg_identity){.refs = 1, .packed = 1, .authn = id->authn};
+    out->user = put_str(&at, id->user);
+    out->groups = id->ngroups ? ptrs : NULL;
+    out->ngroups = id->ngroups;
+    for (size_t i = 0; i < id->ngroups; i++)
+        *ptrs++ = put_str(&at, id->groups[i]);
+    out->uid = id->uid ? put_str(&at, id->uid) : NULL;
+    out->extra = id->nextra ? extra : NULL;
+    out->nextra = id->nextra;
+    for (size_t i = 0; i < id->nextra; i++) {
+        extra[i].key = put_str(&at, id->extra[i].key);
+        extra[i].values = ptrs;
+        extra[i].nvalues = id->extra[i].nvalues;
+        for (size_t j = 0; j < id->extra[i].nvalues; j++)
+            *ptrs++ = put_str(&at, id->extra[i].values[j]);
+    }
+    return out;
+}
+
 struct fg_identity *fg_identity_ref(struct fg_identity *id)
 {
     if (id)
@@ -73,18 +117,20 @@ void fg_identity_unref(struct fg_identity *id)
 {
     if (id == NULL || __atomic_sub_fetch(&id->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    free(id->user);
-    free(id->uid);
-    for (size_t i = 0; i < id->ngroups; i++)
-        free(id->groups[i]);
-    free(id->groups);
-    for (size_t i = 0; i < id->nextra; i++) {
-        free(id->extra[i].key);
-        for (size_t j = 0; j < id->extra[i].nvalues; j++)
-            free(id->extra[i].values[j]);
-        free(id->extra[i].values);
+    if (!id->packed) {
+        free(id->user);
+        free(id->uid);
+        for (size_t i = 0; i < id->ngroups; i++)
+            free(id->groups[i]);
+        free(id->groups);
+        for (size_t i = 0; i < id->nextra; i++) {
+            free(id->extra[i].key);
+            for (size_t j = 0; j < id->extra[i].nvalues; j++)
+                free(id->extra[i].values[j]);
+            free(id->extra[i].values);
+        }
+        free(id->extra);
     }
-    free(id->extra);
     fg_identity_unref(id->global_view);
     free(id);
 }
@@ -164,7 +210,10 @@ struct fg_identity *fg_identity_global_view(struct fg_identity *id, char *const 
 {
     struct fg_identity *view = __atomic_load_n(&id->global_view, __ATOMIC_ACQUIRE);
     if (view == NULL) {
-        struct fg_identity *made = fg_identity_policy_global(id, drop_groups, ndrop);
+        /* packed: read by every request that presents id from here on */
+        struct fg_identity *built = fg_identity_policy_global(id, drop_groups, ndrop);
+        struct fg_identity *made = fg_identity_pack(built);
+        fg_identity_unref(built);
         struct fg_identity *expected = NULL;
         if (__atomic_compare_exchange_n(&id->global_view, &expected, made, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE))

@@ -9,17 +9,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct key {
+/*
+ * The lookup table: open addressing with linear probing, a power-of-two size
+ * at most half full, each slot the key's hash inline and its identity packed
+ * in one allocation, so a request that presents a key reads one slot and one
+ * identity whatever the number of keys (the table in huge pages once large).
+ */
+struct slot {
     unsigned char hash[32];
-    struct fg_identity *identity;
+    struct fg_identity *identity; /* NULL: an empty slot */
 };
 
 struct fg_statickeys {
     size_t prefix_len; /* usernamePrefix: identity user = prefix + key id */
-    struct key *keys;
-    size_t n, cap;
-    uint32_t *slots; /* open addressing over keys: index + 1, 0 = empty */
-    size_t mask;
+    struct slot *slots;
+    size_t mask, n;
+};
+
+/* A key while the file is parsed, in file order. */
+struct key {
+    unsigned char hash[32];
+    struct fg_identity *identity;
 };
 
 static uint64_t slot_hash(const unsigned char *h)
@@ -56,65 +66,96 @@ static uint64_t id_hash(const char *s, size_t n)
     return h ^ (h >> 31);
 }
 
-/* Id of key i without the username prefix. */
-static const char *key_id(const struct fg_statickeys *ks, size_t i, size_t prefix_len)
-{
-    return ks->keys[i].identity->user + prefix_len;
-}
-
 /*
- * Both tables stay at most half full; the id table only exists while
- * parsing, to find repeated ids without a quadratic scan.
+ * What parsing keeps: the keys so far and two tables over them (index + 1,
+ * 0 = empty; at most half full), by hash and by id, to find repeats without
+ * a quadratic scan.
  */
 struct parse_tables {
-    uint32_t *ids;
+    struct key *keys;
+    size_t n, cap;
+    uint32_t *hashes, *ids;
+    size_t mask;
     size_t prefix_len;
 };
 
-static void grow_tables(struct fg_statickeys *ks, struct parse_tables *pt)
+/* Id of key i without the username prefix. */
+static const char *key_id(const struct parse_tables *pt, size_t i)
 {
-    if (ks->slots != NULL && (ks->n + 1) * 2 <= ks->mask + 1)
+    return pt->keys[i].identity->user + pt->prefix_len;
+}
+
+static void grow_tables(struct parse_tables *pt)
+{
+    if (pt->hashes != NULL && (pt->n + 1) * 2 <= pt->mask + 1)
         return;
-    size_t size = ks->slots ? (ks->mask + 1) * 2 : 64;
-    free(ks->slots);
+    size_t size = pt->hashes ? (pt->mask + 1) * 2 : 64;
+    free(pt->hashes);
     free(pt->ids);
-    ks->slots = fg_calloc(size, sizeof(uint32_t));
+    pt->hashes = fg_calloc(size, sizeof(uint32_t));
     pt->ids = fg_calloc(size, sizeof(uint32_t));
-    ks->mask = size - 1;
-    for (size_t i = 0; i < ks->n; i++) {
-        const char *id = key_id(ks, i, pt->prefix_len);
-        table_insert(ks->slots, ks->mask, slot_hash(ks->keys[i].hash), (uint32_t)i + 1);
-        table_insert(pt->ids, ks->mask, id_hash(id, strlen(id)), (uint32_t)i + 1);
+    pt->mask = size - 1;
+    for (size_t i = 0; i < pt->n; i++) {
+        const char *id = key_id(pt, i);
+        table_insert(pt->hashes, pt->mask, slot_hash(pt->keys[i].hash), (uint32_t)i + 1);
+        table_insert(pt->ids, pt->mask, id_hash(id, strlen(id)), (uint32_t)i + 1);
     }
 }
 
-static long find_hash(const struct fg_statickeys *ks, const unsigned char *hash)
+static long find_hash(const struct parse_tables *pt, const unsigned char *hash)
 {
-    if (ks->slots == NULL)
+    if (pt->hashes == NULL)
         return -1;
-    for (size_t j = slot_hash(hash) & ks->mask; ks->slots[j] != 0; j = (j + 1) & ks->mask)
-        if (CRYPTO_memcmp(ks->keys[ks->slots[j] - 1].hash, hash, 32) == 0)
-            return (long)ks->slots[j] - 1;
+    for (size_t j = slot_hash(hash) & pt->mask; pt->hashes[j] != 0; j = (j + 1) & pt->mask)
+        if (CRYPTO_memcmp(pt->keys[pt->hashes[j] - 1].hash, hash, 32) == 0)
+            return (long)pt->hashes[j] - 1;
     return -1;
 }
 
-static long find_id(const struct fg_statickeys *ks, const struct parse_tables *pt, const char *id,
-                    size_t n)
+static long find_id(const struct parse_tables *pt, const char *id, size_t n)
 {
     if (pt->ids == NULL)
         return -1;
-    for (size_t j = id_hash(id, n) & ks->mask; pt->ids[j] != 0; j = (j + 1) & ks->mask) {
-        const char *other = key_id(ks, pt->ids[j] - 1, pt->prefix_len);
+    for (size_t j = id_hash(id, n) & pt->mask; pt->ids[j] != 0; j = (j + 1) & pt->mask) {
+        const char *other = key_id(pt, pt->ids[j] - 1);
         if (strlen(other) == n && memcmp(other, id, n) == 0)
             return (long)pt->ids[j] - 1;
     }
     return -1;
 }
 
+/* The lookup table over the parsed keys, which it takes over. */
+static void build_slots(struct fg_statickeys *ks, struct parse_tables *pt)
+{
+    size_t size = 16;
+    while (size < pt->n * 2)
+        size *= 2;
+    ks->slots = fg_calloc_huge(size, sizeof(struct slot));
+    ks->mask = size - 1;
+    ks->n = pt->n;
+    for (size_t i = 0; i < pt->n; i++) {
+        size_t j = slot_hash(pt->keys[i].hash) & ks->mask;
+        while (ks->slots[j].identity != NULL)
+            j = (j + 1) & ks->mask;
+        memcpy(ks->slots[j].hash, pt->keys[i].hash, 32);
+        ks->slots[j].identity = pt->keys[i].identity;
+        pt->keys[i].identity = NULL;
+    }
+}
+
+static void parse_tables_free(struct parse_tables *pt)
+{
+    for (size_t i = 0; i < pt->n; i++)
+        fg_identity_unref(pt->keys[i].identity);
+    free(pt->keys);
+    free(pt->hashes);
+    free(pt->ids);
+}
+
 /* Parses one non-comment line; returns 0 or adds an error and returns -1. */
-static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const char *file,
-                      int lineno, int indent, const char *line, size_t len, const char *prefix,
-                      const char *authn, struct fg_errs *errs)
+static int parse_line(struct parse_tables *pt, const char *file, int lineno, int indent,
+                      const char *line, size_t len, const char *prefix, const char *authn,
+                      struct fg_errs *errs)
 {
     const char *c1 = memchr(line, ':', len);
     if (c1 == NULL) {
@@ -154,16 +195,16 @@ static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const c
         }
         hash[i] = (unsigned char)(hi << 4 | lo);
     }
-    if (find_id(ks, pt, line, idlen) >= 0) {
+    if (find_id(pt, line, idlen) >= 0) {
         fg_errs_add(errs, file, lineno, indent + 1, "key id \"%.*s\" is listed twice", (int)idlen,
                     line);
         return -1;
     }
-    long dup = find_hash(ks, hash);
+    long dup = find_hash(pt, hash);
     if (dup >= 0) {
         fg_errs_add(errs, file, lineno, indent + hexcol,
                     "this hash is listed twice (key ids \"%s\" and \"%.*s\")",
-                    key_id(ks, (size_t)dup, pt->prefix_len), (int)idlen, line);
+                    key_id(pt, (size_t)dup), (int)idlen, line);
         return -1;
     }
     struct fg_buf user = {0};
@@ -207,13 +248,14 @@ static int parse_line(struct fg_statickeys *ks, struct parse_tables *pt, const c
             }
         }
     }
-    grow_tables(ks, pt);
-    fg_grow(&ks->keys, &ks->cap, ks->n + 1, sizeof(struct key));
-    memcpy(ks->keys[ks->n].hash, hash, 32);
-    ks->keys[ks->n].identity = id;
-    table_insert(ks->slots, ks->mask, slot_hash(hash), (uint32_t)ks->n + 1);
-    table_insert(pt->ids, ks->mask, id_hash(line, idlen), (uint32_t)ks->n + 1);
-    ks->n++;
+    grow_tables(pt);
+    fg_grow(&pt->keys, &pt->cap, pt->n + 1, sizeof(struct key));
+    memcpy(pt->keys[pt->n].hash, hash, 32);
+    pt->keys[pt->n].identity = fg_identity_pack(id);
+    fg_identity_unref(id);
+    table_insert(pt->hashes, pt->mask, slot_hash(hash), (uint32_t)pt->n + 1);
+    table_insert(pt->ids, pt->mask, id_hash(line, idlen), (uint32_t)pt->n + 1);
+    pt->n++;
     return 0;
 }
 
@@ -221,10 +263,9 @@ struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, si
                                           const char *username_prefix, const char *authn_name,
                                           struct fg_errs *errs)
 {
-    struct fg_statickeys *ks = fg_calloc(1, sizeof(*ks));
     const char *prefix = username_prefix ? username_prefix : "";
     size_t before = errs->n;
-    struct parse_tables pt = {NULL, strlen(prefix)};
+    struct parse_tables pt = {.prefix_len = strlen(prefix)};
     struct fg_lines it = {text, len, 0, 0};
     const char *line;
     size_t llen;
@@ -242,19 +283,16 @@ struct fg_statickeys *fg_statickeys_parse(const char *file, const char *text, si
             fg_errs_add(errs, file, lineno, 1, "NUL byte in line");
             continue;
         }
-        parse_line(ks, &pt, file, lineno, (int)lead, line + lead, trail - lead, prefix, authn_name,
+        parse_line(&pt, file, lineno, (int)lead, line + lead, trail - lead, prefix, authn_name,
                    errs);
     }
-    free(pt.ids);
-    if (errs->n != before) {
-        fg_statickeys_free(ks);
-        return NULL;
+    struct fg_statickeys *ks = NULL;
+    if (errs->n == before) {
+        ks = fg_calloc(1, sizeof(*ks));
+        ks->prefix_len = pt.prefix_len;
+        build_slots(ks, &pt);
     }
-    if (ks->slots == NULL) {
-        ks->slots = fg_calloc(16, sizeof(uint32_t));
-        ks->mask = 15;
-    }
-    ks->prefix_len = strlen(prefix);
+    parse_tables_free(&pt);
     return ks;
 }
 
@@ -284,10 +322,9 @@ void fg_statickeys_free(struct fg_statickeys *ks)
 {
     if (ks == NULL)
         return;
-    for (size_t i = 0; i < ks->n; i++)
-        fg_identity_unref(ks->keys[i].identity);
-    free(ks->keys);
-    free(ks->slots);
+    for (size_t j = 0; j <= ks->mask; j++)
+        fg_identity_unref(ks->slots[j].identity);
+    fg_free_huge(ks->slots, ks->mask + 1, sizeof(struct slot));
     free(ks);
 }
 
@@ -302,10 +339,10 @@ const struct fg_identity *fg_statickeys_lookup(const struct fg_statickeys *ks, c
     unsigned char hash[32];
     fg_sha256(token, token_len, hash);
     const struct fg_identity *found = NULL;
-    for (size_t j = slot_hash(hash) & ks->mask; ks->slots[j] != 0; j = (j + 1) & ks->mask) {
-        const struct key *k = &ks->keys[ks->slots[j] - 1];
-        if (CRYPTO_memcmp(k->hash, hash, 32) == 0) {
-            found = k->identity;
+    for (size_t j = slot_hash(hash) & ks->mask; ks->slots[j].identity != NULL;
+         j = (j + 1) & ks->mask) {
+        if (CRYPTO_memcmp(ks->slots[j].hash, hash, 32) == 0) {
+            found = ks->slots[j].identity;
             break;
         }
     }

@@ -90,6 +90,64 @@ static void refcounting(void)
     fg_identity_unref(NULL);
 }
 
+/* A packed copy has every field, owns its strings and needs no builder's frees. */
+static void pack_copies_everything(void)
+{
+    struct fg_identity *id = fg_identity_new("alice", "keys");
+    fg_identity_set_uid(id, "u-1");
+    fg_identity_add_group(id, "dev");
+    fg_identity_add_group(id, "ops");
+    fg_identity_add_extra(id, "scopes", "a");
+    fg_identity_add_extra(id, "scopes", "b");
+    fg_identity_add_extra(id, "team", "x");
+    struct fg_identity *p = fg_identity_pack(id);
+    fg_identity_unref(id); /* the copy shares nothing with its source */
+    CHECK(p->packed && p->refs == 1 && p->global_view == NULL);
+    CHECK_STR(p->user, "alice");
+    CHECK_STR(p->uid, "u-1");
+    CHECK_STR(p->authn, "keys");
+    CHECK(p->ngroups == 2 && group_count(p, "dev") == 1 && group_count(p, "ops") == 1);
+    CHECK_STR(p->groups[0], "dev");
+    const char *scopes[] = {"a", "b"}, *team[] = {"x"};
+    CHECK(p->nextra == 2 && extra_is(p, "scopes", scopes, 2) && extra_is(p, "team", team, 1));
+    CHECK(fg_identity_header_safe(p));
+    /* one allocation: every string lies after the struct, within a few hundred bytes */
+    const char *lo = (const char *)(p + 1), *hi = lo + 512;
+    CHECK(p->user >= lo && p->user < hi && p->groups[1] >= lo && p->groups[1] < hi);
+    CHECK(p->extra[1].values[0] >= lo && p->extra[1].values[0] < hi);
+    fg_identity_unref(p);
+}
+
+static void pack_bare_identity(void)
+{
+    struct fg_identity *id = fg_identity_new("bob", "keys");
+    struct fg_identity *p = fg_identity_pack(id);
+    CHECK_STR(p->user, "bob");
+    CHECK(p->uid == NULL && p->groups == NULL && p->ngroups == 0);
+    CHECK(p->extra == NULL && p->nextra == 0);
+    CHECK(fg_identity_ref(p) == p && p->refs == 2);
+    fg_identity_unref(p);
+    fg_identity_unref(p);
+    fg_identity_unref(id);
+}
+
+/* The shared global view is packed too, and a packed identity can have one. */
+static void global_view_packed(void)
+{
+    struct fg_identity *id = fg_identity_new("alice", "keys");
+    fg_identity_add_group(id, "system:masters");
+    fg_identity_add_group(id, "dev");
+    struct fg_identity *p = fg_identity_pack(id);
+    fg_identity_unref(id);
+    struct fg_identity *v = fg_identity_global_view(p, kcp_drop, 4);
+    CHECK(v->packed && fg_identity_global_view(p, kcp_drop, 4) == v && v->refs == 3);
+    CHECK(v->ngroups == 2 && group_count(v, "dev") == 1 && group_count(v, AUTHED) == 1);
+    CHECK(group_count(v, "system:masters") == 0);
+    fg_identity_unref(v);
+    fg_identity_unref(v);
+    fg_identity_unref(p); /* drops the view's last reference */
+}
+
 static void group_patterns(void)
 {
     CHECK(fg_group_matches("system:masters", kcp_drop, 4));
@@ -421,6 +479,9 @@ int main(void)
 {
     RUN(builders_dedupe);
     RUN(refcounting);
+    RUN(pack_copies_everything);
+    RUN(pack_bare_identity);
+    RUN(global_view_packed);
     RUN(group_patterns);
     RUN(global_drops_configured_groups);
     RUN(global_empty_drop_list);

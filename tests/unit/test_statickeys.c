@@ -222,15 +222,16 @@ static void no_final_newline(void)
 }
 
 /* Enough keys to regrow both tables several times; every one still found. */
+/* Enough keys for a lookup table past 2 MiB (fg_calloc_huge); every third has groups. */
 static void many_keys(void)
 {
-    enum { N = 3000 };
+    enum { N = 60000 };
     struct fg_buf b = {0};
     char id[32], tok[32];
     for (int i = 0; i < N; i++) {
         snprintf(id, sizeof(id), "key-%d", i);
         snprintf(tok, sizeof(tok), "token-%d", i);
-        add_line(&b, id, tok, "");
+        add_line(&b, id, tok, i % 3 ? "" : ":dev,ops");
     }
     struct fg_errs errs = {0};
     struct fg_statickeys *ks = parse(b.data, &errs);
@@ -240,10 +241,11 @@ static void many_keys(void)
         snprintf(id, sizeof(id), "key-%d", i);
         snprintf(tok, sizeof(tok), "token-%d", i);
         const struct fg_identity *x = lookup(ks, tok);
-        missing += x == NULL || strcmp(x->user, id) != 0;
+        missing += x == NULL || strcmp(x->user, id) != 0 || x->ngroups != (i % 3 ? 0u : 2u) ||
+                   (x->ngroups && strcmp(x->groups[1], "ops") != 0);
     }
     CHECK(missing == 0);
-    CHECK(ks && lookup(ks, "token-3000") == NULL);
+    CHECK(ks && lookup(ks, "token-60000") == NULL);
     fg_statickeys_free(ks);
     fg_errs_free(&errs);
     fg_buf_free(&b);
