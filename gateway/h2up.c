@@ -156,13 +156,11 @@ static ssize_t read_body(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t 
     return (ssize_t)n;
 }
 
-static int connection_specific(const char *name, size_t len, const char *value, size_t vlen)
+/* Fields HTTP/2 does not carry (RFC 9113 8.2.2), by the sanitizer's own classification. */
+static int connection_specific(enum fg_hdr_kind k)
 {
-    if (fg_strn_eqi(name, len, "te"))
-        return !fg_strn_eqi(value, vlen, "trailers");
-    return fg_strn_eqi(name, len, "host") || fg_strn_eqi(name, len, "connection") ||
-           fg_strn_eqi(name, len, "keep-alive") || fg_strn_eqi(name, len, "proxy-connection") ||
-           fg_strn_eqi(name, len, "transfer-encoding") || fg_strn_eqi(name, len, "upgrade");
+    return k == FG_HDR_CONNECTION || k == FG_HDR_HOP || k == FG_HDR_TRANSFER_ENCODING ||
+           k == FG_HDR_UPGRADE;
 }
 
 static void nv_set(nghttp2_nv *nv, const char *n, size_t nl, const char *v, size_t vl,
@@ -228,12 +226,12 @@ int fg_h2up_send_head(struct fg_upconn *u, const char *head, size_t len)
         for (size_t k = 0; k < nl; k++)
             if (p[k] >= 'A' && p[k] <= 'Z')
                 p[k] = (char)(p[k] + 32);
-        if (fg_strn_eqi(p, nl, "host")) {
+        enum fg_hdr_kind kind = fg_hdr_classify(p, nl);
+        if (kind == FG_HDR_HOST) {
             authority = v;
             alen = vl;
-        } else if (!connection_specific(p, nl, v, vl)) {
-            int secret = fg_strn_eqi(p, nl, "authorization") || fg_strn_eqi(p, nl, "cookie") ||
-                         fg_strn_eqi(p, nl, "proxy-authorization");
+        } else if (!connection_specific(kind)) {
+            int secret = kind == FG_HDR_AUTHORIZATION || fg_strn_eqi(p, nl, "cookie");
             nv_set(&nv[n++], p, nl, v, vl,
                    secret ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE);
         }
