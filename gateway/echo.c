@@ -164,7 +164,16 @@ static struct fg_echo *echo_new(const char *host, int port, int *bound_port)
 struct fg_echo *fg_echo_start(const char *host, int port, int *bound_port)
 {
     struct fg_echo *e = echo_new(host, port, bound_port);
-    if (e && pthread_create(&e->thread, NULL, run, e) != 0) {
+    if (e == NULL)
+        return NULL;
+    /* The thread starts with every signal blocked: SIGHUP, SIGTERM and SIGINT are the main
+     * loop's (read from its signalfd), and one taken here would take the default action. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&e->thread, NULL, run, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         fg_echo_stop(e);
         return NULL;
     }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,7 +31,9 @@ struct server {
     struct fg_worker *workers;
     size_t nworkers;
     uint64_t generation;
-    struct event *sighup, *sigterm, *sigint, *grace, *wake;
+    struct event *signals, *grace, *wake; /* signals: the signalfd's event */
+    int sigfd;
+    sigset_t sigmask_old;
     struct event *ready_poll; /* until /readyz first answers 200 */
     int running;              /* atomic: workers still in their loops */
     int force;                /* atomic: the grace period is over */
@@ -407,6 +410,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     wake_workers(srv);
 }
 
+/* SIGHUP, SIGTERM, SIGINT, read from the signalfd (see fg_server_run). */
+static void on_signalfd(evutil_socket_t fd, short what, void *arg)
+{
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        on_signal((evutil_socket_t)si.ssi_signo, what, arg);
+}
+
 static void on_grace(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -504,14 +515,28 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
             fds[w * cfg->nlisteners + i] = -1; /* owned by the listener now */
     }
     srv.base = ctl->base;
-    srv.sighup = evsignal_new(srv.base, SIGHUP, on_signal, &srv);
-    srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
-    srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+    /*
+     * SIGHUP, SIGTERM and SIGINT are blocked and read from a signalfd by the main loop: no
+     * asynchronous handler, so no window in which a signal is taken and its wake-up lost
+     * (seen under ThreadSanitizer, which defers a handler to the thread's next interceptor
+     * call: a SIGHUP landing as the main thread entered epoll_wait never reloaded).
+     */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, &srv.sigmask_old);
+    srv.sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (srv.sigfd < 0) {
+        fg_log(FG_LOG_ERROR, "signalfd: %s", strerror(errno));
+        pthread_sigmask(SIG_SETMASK, &srv.sigmask_old, NULL);
+        goto out;
+    }
+    srv.signals = event_new(srv.base, srv.sigfd, EV_READ | EV_PERSIST, on_signalfd, &srv);
     srv.grace = evtimer_new(srv.base, on_grace, &srv);
     srv.wake = event_new(srv.base, -1, 0, on_wake, &srv);
-    evsignal_add(srv.sighup, NULL);
-    evsignal_add(srv.sigterm, NULL);
-    evsignal_add(srv.sigint, NULL);
+    event_add(srv.signals, NULL);
     srv.running = (int)srv.nworkers;
     /*
      * Workers start with every signal blocked (a thread inherits its creator's mask), so
@@ -558,10 +583,12 @@ out:
         free(bound[i]);
     free(bound);
     free(fds);
-    if (srv.base) {
-        event_free(srv.sighup);
-        event_free(srv.sigterm);
-        event_free(srv.sigint);
+    if (srv.signals) {
+        event_free(srv.signals);
+        close(srv.sigfd);
+        pthread_sigmask(SIG_SETMASK, &srv.sigmask_old, NULL);
+    }
+    if (srv.base && srv.grace) {
         event_free(srv.grace);
         event_free(srv.wake);
         if (srv.ready_poll)
