@@ -126,7 +126,11 @@ class IcebergRest:
 
 
 class _Tee:
-    """Reads the client's bytes, forwards each piece to the catalog at once, keeps a copy to parse."""
+    """
+    Reads the client's bytes and keeps them to parse; a piece is forwarded to the catalog once it
+    is parsed, so a request's head is recorded before the catalog can see it (and answer it).
+    Body bytes are forwarded as they arrive.
+    """
 
     def __init__(self, src, dst):
         self.src = src
@@ -137,24 +141,33 @@ class _Tee:
         data = self.src.recv(65536)
         if not data:
             return False
-        self.dst.sendall(data)
         self.buf += data
         return True
 
-    def until(self, delim):
+    def until(self, delim, forward=True):
+        """The bytes up to and with delim; forwarded now unless forward=False (then call send)."""
         while True:
             i = self.buf.find(delim)
             if i >= 0:
                 out = bytes(self.buf[:i + len(delim)])
                 del self.buf[:i + len(delim)]
+                if forward:
+                    self.send(out)
                 return out
             if not self._fill():
                 return None
 
+    def send(self, data):
+        self.dst.sendall(data)
+
     def skip(self, n):
         while len(self.buf) < n:
+            n -= len(self.buf)
+            self.send(bytes(self.buf))
+            self.buf.clear()
             if not self._fill():
                 return False
+        self.send(bytes(self.buf[:n]))
         del self.buf[:n]
         return True
 
@@ -232,7 +245,7 @@ class RecordingRelay:
 
     def _parse(self, rd):
         while True:
-            head = rd.until(b"\r\n\r\n")
+            head = rd.until(b"\r\n\r\n", forward=False)
             if head is None:
                 return
             lines = head[:-4].decode("latin-1").split("\r\n")
@@ -242,6 +255,7 @@ class RecordingRelay:
             with self._cond:
                 self.requests.append(rec)
                 self._cond.notify_all()
+            rd.send(head)  # recorded first: the answer the client waits for comes after this
             te = (rec.value("Transfer-Encoding") or "").lower()
             if te == "chunked":
                 while True:
