@@ -24,6 +24,13 @@ struct fg_fetch_req {
     SSL_CTX *tls;        /* verifies https:// peers; NULL = the system roots */
     uint64_t timeout_ms; /* whole exchange */
     size_t max_response; /* larger bodies fail the fetch */
+    /*
+     * Streaming (watches): with on_data set, a 2xx body is handed over piece by piece as it
+     * arrives instead of being buffered (max_response does not bound it; the caller bounds
+     * what it keeps) and done then gets no body. Any other status is buffered and given to
+     * done as usual. on_data runs on the fetcher's thread; it may call cancel.
+     */
+    void (*on_data)(void *arg, int status, const char *p, size_t n);
 };
 
 struct fg_fetch_resp {
@@ -46,6 +53,9 @@ struct fg_fetcher {
     void (*after)(struct fg_fetcher *f, uint64_t ms, fg_task_fn fn, void *arg);
     /* Runs fn(arg) on the fetcher's thread soon; callable from any thread. */
     void (*post)(struct fg_fetcher *f, fg_task_fn fn, void *arg);
+    /* Ends every exchange started with arg, at once: its done does not run. May be NULL
+     * (fetchers for tests that never stream). */
+    void (*cancel)(struct fg_fetcher *f, void *arg);
     /* Monotonic milliseconds. */
     uint64_t (*now_ms)(struct fg_fetcher *f);
 };

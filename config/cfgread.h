@@ -19,6 +19,9 @@ char *fg_cfg_file(struct fg_cfgrd *r, struct fg_ynode *map, const char *key, int
                   const char *section, struct fg_mark *m);
 /* Splits an http(s) URL into s's scheme, host, port, hostport and base path. */
 int fg_cfg_parse_url(const char *url, struct fg_shard_cfg *s, const char **why);
+/* One shards[] entry into s; tmpl: a template without name and url (index.fromKcp.shards). */
+void fg_cfg_read_shard(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_cfg *s, int tmpl);
+void fg_cfg_shard_free(struct fg_shard_cfg *s);
 /* Name lookups: 0 with *out, or -1. */
 int fg_cfg_shard_by_name(const struct fg_config *cfg, const char *name, size_t n, uint32_t *out);
 int fg_cfg_authn_by_name(const struct fg_config *cfg, const char *name, uint32_t *out);
@@ -34,6 +37,10 @@ void fg_cfg_check_issuers(struct fg_cfgrd *r);
 void fg_cfg_read_authentication(struct fg_cfgrd *r, struct fg_ynode *root);
 void fg_cfg_read_wstypes(struct fg_cfgrd *r, struct fg_ynode *root);
 void fg_cfg_tokenreview_free(struct fg_tokenreview_cfg *t);
+
+/* kcpcfg.c */
+void fg_cfg_read_index(struct fg_cfgrd *r, struct fg_ynode *root);
+void fg_kcp_cfg_free(struct fg_kcp_cfg *k);
 
 /* wscfg.c */
 void fg_cfg_read_workspaces(struct fg_cfgrd *r, struct fg_ynode *root);

@@ -211,6 +211,90 @@ static void read_mint(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_cf
     fg_rd_unknown(&r->rd, n, sec, "issuer, keyFile, audience, ttl");
 }
 
+/*
+ * One shard's keys into s. A template (index.fromKcp.shards: how every shard kcp names is
+ * proxied) has no name and no url: those come from the Shard object.
+ */
+void fg_cfg_read_shard(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_cfg *s, int tmpl)
+{
+    const char *sec = tmpl ? "index.fromKcp.shards" : "shard";
+    s->mark = fg_cfg_mark(r, n);
+    if (fg_rd_expect(&r->rd, n, FG_Y_MAP, tmpl ? sec : "a shard") != 0)
+        return;
+    if (!tmpl) {
+        s->name = fg_rd_dup(fg_rd_str(&r->rd, n, "name", 1, sec));
+        const char *url = fg_rd_str(&r->rd, n, "url", 1, sec);
+        if (url) {
+            const char *why = NULL;
+            s->url = fg_strdup(url);
+            if (fg_cfg_parse_url(url, s, &why) != 0)
+                fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "shard url \"%s\" %s", url, why);
+        }
+    }
+    const char *shown = tmpl ? sec : s->name ? s->name : "?";
+    s->ca_file = fg_cfg_file(r, n, "caFile", 0, sec, &s->ca_mark);
+    s->client_cert_file = fg_cfg_file(r, n, "clientCertFile", 0, sec, &s->client_cert_mark);
+    s->client_key_file = fg_cfg_file(r, n, "clientKeyFile", 0, sec, &s->client_key_mark);
+    s->server_name = fg_rd_dup(fg_rd_str(&r->rd, n, "serverName", 0, sec));
+    if (!s->client_cert_file != !s->client_key_file)
+        fg_rd_err(&r->rd, n, tmpl ? "%s: clientCertFile and clientKeyFile go together"
+                                  : "shard \"%s\": clientCertFile and clientKeyFile go together",
+                  shown);
+    if (!tmpl && !s->https && (s->ca_file || s->client_cert_file || s->server_name))
+        fg_rd_err(&r->rd, n, "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
+                  shown);
+    if (tmpl && s->server_name)
+        fg_rd_err(&r->rd, fg_yaml_get(n, "serverName")->key,
+                  "%s: serverName cannot be shared by every shard; each is verified by the host "
+                  "of its Shard's baseURL",
+                  sec);
+    const char *id = fg_rd_str(&r->rd, n, "identity", 0, sec);
+    s->identity = FG_IDENTITY_REQUEST_HEADER;
+    if (id == NULL || strcmp(id, "requestHeader") == 0)
+        s->identity = FG_IDENTITY_REQUEST_HEADER;
+    else if (strcmp(id, "passthrough") == 0)
+        s->identity = FG_IDENTITY_PASSTHROUGH;
+    else if (strcmp(id, "none") == 0)
+        s->identity = FG_IDENTITY_NONE;
+    else if (strcmp(id, "mint") == 0)
+        s->identity = FG_IDENTITY_MINT;
+    else
+        fg_rd_err(&r->rd, fg_yaml_get(n, "identity")->val,
+                  "shard identity \"%s\" must be requestHeader, passthrough, none or mint", id);
+    struct fg_ypair *mp = fg_yaml_get(n, "mint");
+    if (s->identity == FG_IDENTITY_MINT && (mp == NULL || fg_yaml_is_null(mp->val)))
+        fg_rd_err(&r->rd, n, tmpl ? "%s: identity mint needs a mint: section"
+                                  : "shard \"%s\": identity mint needs a mint: section",
+                  shown);
+    else if (mp && s->identity != FG_IDENTITY_MINT)
+        fg_rd_err(&r->rd, mp->key, "mint: is only for shards with identity: mint");
+    else if (mp)
+        read_mint(r, mp->val, s);
+    const char *proto = fg_rd_str(&r->rd, n, "protocol", 0, sec);
+    if (proto == NULL || strcmp(proto, "http1") == 0)
+        s->protocol = FG_PROTO_HTTP1;
+    else if (strcmp(proto, "auto") == 0)
+        s->protocol = FG_PROTO_AUTO;
+    else if (strcmp(proto, "h2") == 0)
+        s->protocol = FG_PROTO_H2;
+    else
+        fg_rd_err(&r->rd, fg_yaml_get(n, "protocol")->val,
+                  "shard protocol \"%s\" must be http1, auto or h2", proto);
+    uint64_t v;
+    fg_rd_size(&r->rd, n, "maxStreamsPerConnection", 250, 1, 10000, &v);
+    s->max_streams = (uint32_t)v;
+    fg_rd_size(&r->rd, n, "maxConnections", 0, 0, 1000, &v);
+    s->max_conns = (uint32_t)v;
+    if (tmpl)
+        fg_rd_unknown(&r->rd, n, sec,
+                      "caFile, clientCertFile, clientKeyFile, identity, mint, protocol, "
+                      "maxStreamsPerConnection, maxConnections");
+    else
+        fg_rd_unknown(&r->rd, n, sec,
+                      "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity, "
+                      "mint, protocol, maxStreamsPerConnection, maxConnections");
+}
+
 static void read_shards(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "shards");
@@ -222,68 +306,7 @@ static void read_shards(struct fg_cfgrd *r, struct fg_ynode *root)
     for (size_t i = 0; i < p->val->nitems; i++) {
         struct fg_ynode *n = p->val->items[i];
         struct fg_shard_cfg *s = &r->cfg->shards[r->cfg->nshards++];
-        s->mark = fg_cfg_mark(r, n);
-        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "a shard") != 0)
-            continue;
-        const char *name = fg_rd_str(&r->rd, n, "name", 1, "shard");
-        s->name = fg_rd_dup(name);
-        const char *url = fg_rd_str(&r->rd, n, "url", 1, "shard");
-        if (url) {
-            const char *why = NULL;
-            s->url = fg_strdup(url);
-            if (fg_cfg_parse_url(url, s, &why) != 0)
-                fg_rd_err(&r->rd, fg_yaml_get(n, "url")->val, "shard url \"%s\" %s", url, why);
-        }
-        s->ca_file = fg_cfg_file(r, n, "caFile", 0, "shard", &s->ca_mark);
-        s->client_cert_file = fg_cfg_file(r, n, "clientCertFile", 0, "shard", &s->client_cert_mark);
-        s->client_key_file = fg_cfg_file(r, n, "clientKeyFile", 0, "shard", &s->client_key_mark);
-        s->server_name = fg_rd_dup(fg_rd_str(&r->rd, n, "serverName", 0, "shard"));
-        if (!s->client_cert_file != !s->client_key_file)
-            fg_rd_err(&r->rd, n, "shard \"%s\": clientCertFile and clientKeyFile go together",
-                      s->name ? s->name : "?");
-        if (!s->https && (s->ca_file || s->client_cert_file || s->server_name))
-            fg_rd_err(&r->rd, n,
-                      "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
-                      s->name ? s->name : "?");
-        const char *id = fg_rd_str(&r->rd, n, "identity", 0, "shard");
-        s->identity = FG_IDENTITY_REQUEST_HEADER;
-        if (id == NULL || strcmp(id, "requestHeader") == 0)
-            s->identity = FG_IDENTITY_REQUEST_HEADER;
-        else if (strcmp(id, "passthrough") == 0)
-            s->identity = FG_IDENTITY_PASSTHROUGH;
-        else if (strcmp(id, "none") == 0)
-            s->identity = FG_IDENTITY_NONE;
-        else if (strcmp(id, "mint") == 0)
-            s->identity = FG_IDENTITY_MINT;
-        else
-            fg_rd_err(&r->rd, fg_yaml_get(n, "identity")->val,
-                      "shard identity \"%s\" must be requestHeader, passthrough, none or mint", id);
-        struct fg_ypair *mp = fg_yaml_get(n, "mint");
-        if (s->identity == FG_IDENTITY_MINT && (mp == NULL || fg_yaml_is_null(mp->val)))
-            fg_rd_err(&r->rd, n, "shard \"%s\": identity mint needs a mint: section",
-                      s->name ? s->name : "?");
-        else if (mp && s->identity != FG_IDENTITY_MINT)
-            fg_rd_err(&r->rd, mp->key, "mint: is only for shards with identity: mint");
-        else if (mp)
-            read_mint(r, mp->val, s);
-        const char *proto = fg_rd_str(&r->rd, n, "protocol", 0, "shard");
-        if (proto == NULL || strcmp(proto, "http1") == 0)
-            s->protocol = FG_PROTO_HTTP1;
-        else if (strcmp(proto, "auto") == 0)
-            s->protocol = FG_PROTO_AUTO;
-        else if (strcmp(proto, "h2") == 0)
-            s->protocol = FG_PROTO_H2;
-        else
-            fg_rd_err(&r->rd, fg_yaml_get(n, "protocol")->val,
-                      "shard protocol \"%s\" must be http1, auto or h2", proto);
-        uint64_t v;
-        fg_rd_size(&r->rd, n, "maxStreamsPerConnection", 250, 1, 10000, &v);
-        s->max_streams = (uint32_t)v;
-        fg_rd_size(&r->rd, n, "maxConnections", 0, 0, 1000, &v);
-        s->max_conns = (uint32_t)v;
-        fg_rd_unknown(&r->rd, n, "shard",
-                      "name, url, caFile, clientCertFile, clientKeyFile, serverName, identity, "
-                      "mint, protocol, maxStreamsPerConnection, maxConnections");
+        fg_cfg_read_shard(r, n, s, 0);
         for (size_t j = 0; s->name && j + 1 < r->cfg->nshards; j++)
             if (r->cfg->shards[j].name && strcmp(r->cfg->shards[j].name, s->name) == 0)
                 fg_rd_err(&r->rd, n, "shard name \"%s\" is used twice", s->name);
@@ -300,6 +323,22 @@ int fg_cfg_shard_by_name(const struct fg_config *cfg, const char *name, size_t n
         }
     }
     return -1;
+}
+
+int fg_config_shard_index(const struct fg_config *cfg, const char *name, size_t from,
+                          uint32_t *out)
+{
+    for (size_t i = from; i < cfg->nshards; i++)
+        if (strcmp(cfg->shards[i].name, name) == 0) {
+            *out = (uint32_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+int fg_config_wstype_index(const struct fg_config *cfg, const char *name, uint32_t *out)
+{
+    return fg_cfg_wstype_by_name(cfg, name, strlen(name), out);
 }
 
 int fg_cfg_authn_by_name(const struct fg_config *cfg, const char *name, uint32_t *out)
@@ -516,8 +555,8 @@ static void check_references(struct fg_cfgrd *r, struct fg_ynode *root)
     if (cfg->nroutes == 0)
         fg_rd_err(&r->rd, root,
                   "\"routes\" is required: without a route every request would be refused");
-    if (has_ws_route && cfg->nshards == 0)
-        fg_rd_err(&r->rd, root, "workspace routes need at least one shard");
+    if (has_ws_route && cfg->nshards == 0 && cfg->kcp == NULL)
+        fg_rd_err(&r->rd, root, "workspace routes need at least one shard (or index.fromKcp)");
 }
 
 struct fg_config *fg_config_parse(const char *file, const char *text, size_t len,
@@ -548,6 +587,7 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     }
     read_listeners(&r, root);
     read_shards(&r, root);
+    cfg->nstatic_shards = cfg->nshards;
     read_routes(&r, root);
     fg_cfg_read_authns(&r, root);
     fg_cfg_check_issuers(&r);
@@ -557,9 +597,10 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     read_log(&r, root);
     fg_cfg_read_workspaces(&r, root);
     cfg->index_file = fg_cfg_file(&r, root, "indexFile", 0, "config", &cfg->index_mark);
+    fg_cfg_read_index(&r, root);
     fg_rd_unknown(&r.rd, root, "the config",
-                  "workers, listeners, shards, routes, workspaces, indexFile, authenticators, "
-                  "authentication, workspaceTypes, limits, log");
+                  "workers, listeners, shards, routes, workspaces, indexFile, index, "
+                  "authenticators, authentication, workspaceTypes, limits, log");
     check_references(&r, root);
     if (errs->n == before && cfg->index_file) {
         char *path = fg_config_path(cfg, cfg->index_file);
@@ -685,6 +726,73 @@ void fg_cfg_free_strs(char **v, size_t n)
     free(v);
 }
 
+void fg_cfg_shard_free(struct fg_shard_cfg *s)
+{
+    free(s->name);
+    free(s->url);
+    free(s->host);
+    free(s->hostport);
+    free(s->base_path);
+    free(s->ca_file);
+    free(s->client_cert_file);
+    free(s->client_key_file);
+    free(s->server_name);
+    if (s->mint) {
+        free(s->mint->issuer);
+        free(s->mint->key_file);
+        free(s->mint->audience);
+        free(s->mint);
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? fg_strdup(s) : NULL;
+}
+
+int fg_config_add_shard(struct fg_config *cfg, const struct fg_shard_cfg *tmpl, const char *name,
+                        const char *url, const char **why)
+{
+    uint32_t taken;
+    if (fg_cfg_shard_by_name(cfg, name, strlen(name), &taken) == 0) {
+        *why = "a shard of that name is configured";
+        return -1;
+    }
+    struct fg_shard_cfg s = *tmpl;
+    s.name = s.url = s.host = s.hostport = s.base_path = NULL;
+    s.https = 0;
+    if (fg_cfg_parse_url(url, &s, why) != 0) {
+        free(s.host);
+        free(s.hostport);
+        free(s.base_path);
+        return -1;
+    }
+    if (!s.https && (tmpl->ca_file || tmpl->client_cert_file)) {
+        *why = "is http:// but index.fromKcp.shards names TLS files";
+        free(s.host);
+        free(s.hostport);
+        free(s.base_path);
+        return -1;
+    }
+    s.name = fg_strdup(name);
+    s.url = fg_strdup(url);
+    s.ca_file = dup_or_null(tmpl->ca_file);
+    s.client_cert_file = dup_or_null(tmpl->client_cert_file);
+    s.client_key_file = dup_or_null(tmpl->client_key_file);
+    s.server_name = NULL;
+    if (tmpl->mint) {
+        s.mint = fg_malloc(sizeof(*s.mint));
+        *s.mint = *tmpl->mint;
+        s.mint->issuer = dup_or_null(tmpl->mint->issuer);
+        s.mint->key_file = dup_or_null(tmpl->mint->key_file);
+        s.mint->audience = dup_or_null(tmpl->mint->audience);
+    }
+    cfg->shards = fg_realloc(cfg->shards, (cfg->nshards + 1) * sizeof(*cfg->shards));
+    cfg->shards[cfg->nshards++] = s;
+    return 0;
+}
+
 void fg_config_free(struct fg_config *cfg)
 {
     if (cfg == NULL)
@@ -699,25 +807,10 @@ void fg_config_free(struct fg_config *cfg)
         free(l->tls_cfg.client_ca_file);
     }
     free(cfg->listeners);
-    for (size_t i = 0; i < cfg->nshards; i++) {
-        struct fg_shard_cfg *s = &cfg->shards[i];
-        free(s->name);
-        free(s->url);
-        free(s->host);
-        free(s->hostport);
-        free(s->base_path);
-        free(s->ca_file);
-        free(s->client_cert_file);
-        free(s->client_key_file);
-        free(s->server_name);
-        if (s->mint) {
-            free(s->mint->issuer);
-            free(s->mint->key_file);
-            free(s->mint->audience);
-            free(s->mint);
-        }
-    }
+    for (size_t i = 0; i < cfg->nshards; i++)
+        fg_cfg_shard_free(&cfg->shards[i]);
     free(cfg->shards);
+    fg_kcp_cfg_free(cfg->kcp);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         struct fg_route_cfg *rt = &cfg->routes[i];
         free(rt->prefix);

@@ -172,6 +172,21 @@ struct fg_limits {
     uint32_t max_concurrent_streams; /* HTTP/2 streams per client connection */
 };
 
+/*
+ * index.fromKcp: the workspace index fed live from kcp. Shards are listed and watched at the
+ * root shard; each Shard's LogicalClusters at its baseURL, with the same credentials (as kcp's
+ * front proxy does with --shards-kubeconfig). Each Shard becomes a shard of the config named
+ * after it, proxied as `shards` says.
+ */
+struct fg_kcp_cfg {
+    struct fg_shard_cfg root;  /* rootShard: url (parsed), caFile, clientCertFile/KeyFile */
+    char *token_file;          /* rootShard.tokenFile: a bearer token, re-read when it changes */
+    struct fg_mark token_mark;
+    struct fg_shard_cfg shards; /* how each discovered shard is proxied (no name, no url) */
+    uint64_t watch_timeout_ms;  /* a watch is renewed after this (server-side timeoutSeconds) */
+    struct fg_mark mark;
+};
+
 struct fg_config {
     char *file;
     char *dir;        /* directory of file, for relative paths */
@@ -198,6 +213,8 @@ struct fg_config {
     struct fg_index *index;
     char *index_file;
     struct fg_mark index_mark; /* where `indexFile:` names it (line 0 when not from YAML) */
+    struct fg_kcp_cfg *kcp;    /* index.fromKcp, or NULL */
+    size_t nstatic_shards;     /* shards from the file; those after them come from kcp */
 
     struct fg_limits limits;
     int log_level;  /* enum fg_log_level */
@@ -233,6 +250,21 @@ int fg_file_check(const char *path);
  */
 void fg_cfg_file_err(struct fg_errs *errs, const struct fg_mark *m, const char *path,
                      const char *what, const char *why);
+
+/*
+ * Appends a shard named name at url, proxied as tmpl says (index.fromKcp.shards). -1 with *why
+ * when the url does not parse, is http:// while tmpl needs TLS, or the name is taken.
+ */
+int fg_config_add_shard(struct fg_config *cfg, const struct fg_shard_cfg *tmpl, const char *name,
+                        const char *url, const char **why);
+
+/* Name lookups for the gateway: 0 with *out, or -1. Shards: only those at index >= from. */
+int fg_config_shard_index(const struct fg_config *cfg, const char *name, size_t from,
+                          uint32_t *out);
+int fg_config_wstype_index(const struct fg_config *cfg, const char *name, uint32_t *out);
+
+/* True when a and b name the same kcp with the same credentials (files compared by name). */
+int fg_kcp_cfg_same_source(const struct fg_kcp_cfg *a, const struct fg_kcp_cfg *b);
 
 /* Index file loading, exposed for tests: adds one workspace per line to ix. */
 int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs *errs);

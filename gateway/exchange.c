@@ -9,6 +9,7 @@
 
 #include "accesslog.h"
 #include "http.h"
+#include "kcp.h"
 #include "upstream.h"
 
 #include <openssl/crypto.h>
@@ -54,6 +55,10 @@ static void cleanup(struct fg_exchange *ex)
     fg_identity_unref(r->identity);
     r->identity = NULL;
     fg_union_clear(&r->un);
+    if (r->live) {
+        fg_live_unref(r->live);
+        r->live = NULL;
+    }
     if (r->snap) {
         fg_snapshot_unref(r->snap);
         r->snap = NULL;

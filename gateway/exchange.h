@@ -67,6 +67,7 @@ struct fg_req {
     int body_abandoned;        /* answered before the body was read: not reusable */
 
     struct fg_snapshot *snap;
+    struct fg_live *live; /* the kcp index generation match.ws is in (index.fromKcp), or NULL */
     struct fg_route_match match;
     int local;                    /* answered by frontgate itself */
     struct fg_identity *identity; /* the policy's identity; NULL when nobody authenticated */

@@ -42,6 +42,9 @@ struct exchange {
     fg_fetch_done done;
     void *arg;
     size_t max;
+    void (*on_data)(void *arg, int status, const char *p, size_t n); /* streaming, or NULL */
+    struct evbuffer *errbody; /* streaming: a non-2xx body, kept for done */
+    struct event *teardown;   /* cancelled: runs teardown_cancelled on the next turn */
     int error;    /* enum evhttp_request_error + 1, or 0 */
     int sock_err; /* errno of a socket error evhttp reported (or ECONNREFUSED, see on_response) */
     int finished;
@@ -59,6 +62,7 @@ struct gw_fetcher {
     struct event *post_ev;
     struct task_list timers;
     TAILQ_HEAD(, exchange) exchanges;
+    TAILQ_HEAD(, exchange) cancelled; /* cancelled, torn down on the next turn */
 };
 
 /* ---- tasks ---------------------------------------------------------------- */
@@ -134,7 +138,11 @@ static void free_exchange(evutil_socket_t fd, short what, void *arg)
     struct exchange *x = arg;
     if (x->deadline)
         event_free(x->deadline);
+    if (x->teardown)
+        event_free(x->teardown);
     evhttp_connection_free(x->conn); /* also frees x->bev */
+    if (x->errbody)
+        evbuffer_free(x->errbody);
     free(x->shown_url);
     free(x);
 }
@@ -233,6 +241,13 @@ static void on_response(struct evhttp_request *req, void *arg)
         return;
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    if (x->on_data && code / 100 == 2) {
+        resp.status = code; /* the body went to on_data */
+        finish(x, &resp);
+        return;
+    }
+    if (x->errbody)
+        in = x->errbody; /* streaming: what on_chunk kept of a non-2xx body */
     size_t len = evbuffer_get_length(in);
     if (len > x->max) {
         resp.error = "response too large";
@@ -250,6 +265,62 @@ static void on_response(struct evhttp_request *req, void *arg)
     resp.retry_after = evhttp_find_header(h, "Retry-After");
     finish(x, &resp);
     free(body);
+}
+
+/* Streaming: a piece of the body arrived (evhttp drains the buffer after this returns). */
+static void on_chunk(struct evhttp_request *req, void *arg)
+{
+    struct exchange *x = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    if (x->finished)
+        return;
+    int code = evhttp_request_get_response_code(req);
+    if (code / 100 != 2) {
+        if (evbuffer_get_length(x->errbody) < x->max)
+            evbuffer_add_buffer(x->errbody, in);
+        return;
+    }
+    struct evbuffer_iovec v[8];
+    int n = evbuffer_peek(in, -1, NULL, v, 8);
+    if (n > 8) {
+        evbuffer_pullup(in, -1);
+        n = evbuffer_peek(in, -1, NULL, v, 1);
+    }
+    for (int i = 0; i < n && !x->finished; i++)
+        x->on_data(x->arg, code, v[i].iov_base, v[i].iov_len);
+}
+
+/* A cancelled exchange, on the turn after cancel: outside evhttp's callbacks. */
+static void teardown_cancelled(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct exchange *x = arg;
+    TAILQ_REMOVE(&x->owner->cancelled, x, link);
+    struct evhttp_request *req = x->req;
+    x->req = NULL;
+    if (req)
+        evhttp_cancel_request(req); /* on_response finds x finished */
+    free_exchange(-1, 0, x);
+}
+
+static void g_cancel(struct fg_fetcher *f, void *arg)
+{
+    struct gw_fetcher *g = (struct gw_fetcher *)f;
+    struct exchange *x, *next;
+    for (x = TAILQ_FIRST(&g->exchanges); x; x = next) {
+        next = TAILQ_NEXT(x, link);
+        if (x->arg != arg || x->finished)
+            continue;
+        x->finished = 1;
+        if (x->deadline)
+            event_del(x->deadline);
+        TAILQ_REMOVE(&g->exchanges, x, link);
+        TAILQ_INSERT_TAIL(&g->cancelled, x, link);
+        x->teardown = evtimer_new(g->evbase, teardown_cancelled, x);
+        struct timeval now = {0, 0};
+        evtimer_add(x->teardown, &now);
+    }
 }
 
 static int is_ip(const char *host)
@@ -349,9 +420,15 @@ static void g_fetch(struct fg_fetcher *f, const struct fg_fetch_req *r, fg_fetch
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     evhttp_connection_set_timeout_tv(x->conn, &tv);
     evhttp_connection_set_retries(x->conn, 0);
-    evhttp_connection_set_max_body_size(x->conn, (ev_ssize_t)x->max);
     struct evhttp_request *req = evhttp_request_new(on_response, x);
     evhttp_request_set_error_cb(req, on_error);
+    if (r->on_data) {
+        x->on_data = r->on_data;
+        x->errbody = evbuffer_new();
+        evhttp_request_set_chunked_cb(req, on_chunk); /* no body cap: on_chunk keeps none */
+    } else {
+        evhttp_connection_set_max_body_size(x->conn, (ev_ssize_t)x->max);
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     struct fg_buf hosthdr = {0};
     fg_buf_adds(&hosthdr, host);
@@ -382,9 +459,7 @@ static void g_fetch(struct fg_fetcher *f, const struct fg_fetch_req *r, fg_fetch
         struct fg_fetch_resp resp = {0};
         resp.error = "cannot send the request";
         TAILQ_REMOVE(&g->exchanges, x, link);
-        evhttp_connection_free(x->conn);
-        free(x->shown_url);
-        free(x);
+        free_exchange(-1, 0, x);
         fail_later(g, done, arg, resp.error);
     } else {
         x->req = req;
@@ -402,12 +477,14 @@ struct fg_fetcher *fg_fetcher_new(struct event_base *base, struct evdns_base *dn
     g->base.after = g_after;
     g->base.post = g_post;
     g->base.now_ms = g_now;
+    g->base.cancel = g_cancel;
     g->evbase = base;
     g->dns = dns;
     pthread_mutex_init(&g->lock, NULL);
     TAILQ_INIT(&g->posted);
     TAILQ_INIT(&g->timers);
     TAILQ_INIT(&g->exchanges);
+    TAILQ_INIT(&g->cancelled);
     g->post_ev = event_new(base, -1, 0, run_posted, g);
     return &g->base;
 }
@@ -444,12 +521,10 @@ void fg_fetcher_free(struct fg_fetcher *f)
             TAILQ_REMOVE(&g->exchanges, x, link);
             x->finished = 1;
             x->done(x->arg, &resp);
-            if (x->deadline)
-                event_free(x->deadline);
-            evhttp_connection_free(x->conn);
-            free(x->shown_url);
-            free(x);
+            free_exchange(-1, 0, x);
         }
+        while ((x = TAILQ_FIRST(&g->cancelled)) != NULL)
+            teardown_cancelled(-1, 0, x);
         if (!progress)
             break;
     }

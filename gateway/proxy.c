@@ -5,6 +5,7 @@
  * policy, and the request head frontgate sends upstream.
  */
 #include "exchange.h"
+#include "kcp.h"
 #include "http.h"
 #include "sanitize.h"
 #include "tokenep.h"
@@ -64,7 +65,7 @@ static int local_endpoint(struct fg_exchange *ex, const char *path, size_t len)
     } else if (fg_strn_eqi(path, len, "/readyz")) {
         ready = __atomic_load_n(&fg_state.ready, __ATOMIC_RELAXED) &&
                 !__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) &&
-                fg_snapshot_ready(ex->req.snap);
+                fg_snapshot_ready(ex->req.snap) && fg_live_ready();
     } else {
         return 0;
     }
@@ -131,11 +132,11 @@ static void auth_start(struct fg_exchange *ex)
     sp->global = s->global;
     sp->nglobal = s->nglobal;
     sp->ctx = UINT32_MAX; /* the global list alone */
-    if (!sp->unknown_ws && r->match.ws && r->match.ws->type != FG_WS_NO_TYPE) {
-        const struct fg_wstype_rt *t = &s->wstypes[r->match.ws->type];
+    if (!sp->unknown_ws && r->match.ws && r->match.wstype != FG_WS_NO_TYPE) {
+        const struct fg_wstype_rt *t = &s->wstypes[r->match.wstype];
         sp->ws = t->authns;
         sp->nws = t->nauthns;
-        sp->ctx = r->match.ws->type;
+        sp->ctx = r->match.wstype;
         sp->cluster = r->match.ws->cluster;
     }
     sp->drop_groups = s->cfg->drop_groups;
@@ -183,7 +184,11 @@ void fg_ex_dispatch(struct fg_exchange *ex)
     const char *q = memchr(target, '?', tlen);
     if (local_endpoint(ex, target, q ? (size_t)(q - target) : tlen))
         return;
-    switch (fg_route_resolve(r->snap->cfg, target, tlen, &r->match)) {
+    if (r->snap->cfg->kcp) {
+        fg_worker_sync_live(ex->w);
+        r->live = ex->w->live ? fg_live_ref(ex->w->live) : NULL;
+    }
+    switch (fg_route_resolve(r->snap->cfg, r->live, target, tlen, &r->match)) {
     case FG_ROUTE_OK:
         break;
     case FG_ROUTE_BAD_PATH:

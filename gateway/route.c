@@ -1,5 +1,7 @@
 #include "route.h"
 
+#include "kcp.h"
+
 #include <string.h>
 
 static int unreserved(int c)
@@ -131,13 +133,30 @@ static enum fg_route_outcome resolve_iceberg(const struct fg_config *cfg, struct
     if (m->ws == NULL)
         return FG_ROUTE_UNKNOWN_WS;
     m->shard = m->ws->shard;
+    m->wstype = m->ws->type;
     return m->ws->phase == FG_WS_UNAVAILABLE ? FG_ROUTE_UNAVAILABLE : FG_ROUTE_OK;
 }
 
-enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *target,
-                                       size_t target_len, struct fg_route_match *m)
+/* A workspace of the live index, with its shard and type mapped to cfg's. NULL when unknown. */
+static const struct fg_workspace *live_find(const struct fg_config *cfg, const struct fg_live *l,
+                                            const char *name, size_t n, struct fg_route_match *m)
+{
+    const struct fg_workspace *ws = fg_index_find(l->ix, name, n);
+    if (ws == NULL || ws->shard >= l->nshards ||
+        fg_config_shard_index(cfg, l->shards[ws->shard], cfg->nstatic_shards, &m->shard) != 0)
+        return NULL;
+    if (ws->type == FG_WS_NO_TYPE || ws->type >= l->ntypes ||
+        fg_config_wstype_index(cfg, l->types[ws->type], &m->wstype) != 0)
+        m->wstype = FG_WS_NO_TYPE;
+    return ws;
+}
+
+enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct fg_live *live,
+                                       const char *target, size_t target_len,
+                                       struct fg_route_match *m)
 {
     memset(m, 0, sizeof(*m));
+    m->wstype = FG_WS_NO_TYPE;
     if (target_len == 0 || target[0] != '/' || memchr(target, '#', target_len) != NULL)
         return FG_ROUTE_BAD_PATH;
     const char *q = memchr(target, '?', target_len);
@@ -187,9 +206,14 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *
     if (!fg_index_valid_name(m->ws_name, m->ws_name_len))
         return FG_ROUTE_UNKNOWN_WS;
     m->ws = fg_index_find(cfg->index, m->ws_name, m->ws_name_len);
+    if (m->ws) {
+        m->shard = m->ws->shard;
+        m->wstype = m->ws->type;
+    } else if (live) {
+        m->ws = live_find(cfg, live, m->ws_name, m->ws_name_len, m);
+    }
     if (m->ws == NULL)
         return FG_ROUTE_UNKNOWN_WS;
-    m->shard = m->ws->shard;
     if (m->ws->phase == FG_WS_UNAVAILABLE)
         return FG_ROUTE_UNAVAILABLE;
     return FG_ROUTE_OK;

@@ -30,8 +30,9 @@ enum fg_route_outcome {
 
 struct fg_route_match {
     const struct fg_route_cfg *route;
-    const struct fg_workspace *ws; /* NULL for shard routes */
-    uint32_t shard;
+    const struct fg_workspace *ws; /* NULL for shard routes; in cfg->index or the live index */
+    uint32_t shard;                /* into the config's shards */
+    uint32_t wstype;               /* into the config's workspace types, or FG_WS_NO_TYPE */
     const char *path; /* the request path (no query) */
     size_t path_len;
     const char *query; /* after '?', or NULL */
@@ -52,9 +53,16 @@ struct fg_route_match {
  * Iceberg requests are forwarded with their path unchanged (after the shard's base path).
  */
 
-/* Resolves target (the raw request-target) against cfg. */
-enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const char *target,
-                                       size_t target_len, struct fg_route_match *m);
+struct fg_live;
+/*
+ * Resolves target (the raw request-target) against cfg. Workspace paths are looked up in
+ * cfg's own index first, then in live (the index fed from kcp; may be NULL), whose workspaces
+ * name their shard and type: a shard cfg does not have (yet) makes the workspace unknown, a
+ * type it does not configure means no workspace authenticators.
+ */
+enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct fg_live *live,
+                                       const char *target, size_t target_len,
+                                       struct fg_route_match *m);
 
 /* True when a path passes the checks described above for its routed part starting at `from`. */
 int fg_route_path_ok(const char *path, size_t len, size_t from);

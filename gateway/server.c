@@ -7,6 +7,7 @@
 #include "accesslog.h"
 #include "fetch.h"
 #include "h2up.h"
+#include "kcp.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -38,6 +39,7 @@ struct server {
     int running;              /* atomic: workers still in their loops */
     int force;                /* atomic: the grace period is over */
     int draining;
+    struct fg_kcp *kcp; /* index.fromKcp, or NULL */
 };
 
 static struct server *srv_global;
@@ -136,6 +138,16 @@ void fg_worker_sync_snapshot(struct fg_worker *w)
     } else {
         fg_snapshot_unref(s);
     }
+}
+
+void fg_worker_sync_live(struct fg_worker *w)
+{
+    uint64_t serial = fg_live_serial();
+    if (serial == 0 || (w->live && w->live->serial == serial))
+        return;
+    struct fg_live *l = fg_live_current();
+    fg_live_unref(w->live);
+    w->live = l;
 }
 
 static void worker_mailbox(evutil_socket_t fd, short what, void *arg)
@@ -272,6 +284,7 @@ static void worker_free(struct fg_worker *w)
     if (w->dns)
         evdns_base_free(w->dns, 0);
     fg_snapshot_unref(w->snap);
+    fg_live_unref(w->live);
     if (w->base)
         event_base_free(w->base);
 }
@@ -322,6 +335,11 @@ static char *ready_waits_for(const struct fg_snapshot *s)
             fg_buf_printf(&b, "authenticator \"%s\"", a->name);
         }
     }
+    char *kcp = srv_global ? fg_kcp_waits_for(srv_global->kcp) : NULL;
+    if (kcp) {
+        fg_buf_printf(&b, "%s%s", b.len ? "; " : "waiting for ", kcp);
+        free(kcp);
+    }
     return b.len ? fg_buf_take(&b) : NULL;
 }
 
@@ -343,12 +361,28 @@ static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
     fg_snapshot_unref(s);
 }
 
+/* The config file, with the Shards kcp lists added as shards (index.fromKcp). */
+static struct fg_snapshot *load(struct server *srv, struct fg_errs *errs)
+{
+    struct fg_config *cfg = fg_config_load(srv->config_file, errs);
+    if (cfg == NULL)
+        return NULL;
+    fg_kcp_add_shards(srv->kcp, cfg);
+    return fg_snapshot_build(cfg, srv->generation + 1, srv->ctl->fetcher, errs);
+}
+
 static void reload(struct server *srv)
 {
     struct fg_errs errs = {0};
     struct fg_snapshot *cur = fg_snapshot_current();
-    struct fg_snapshot *s =
-        fg_snapshot_load(srv->config_file, srv->generation + 1, srv->ctl->fetcher, &errs);
+    struct fg_snapshot *s = load(srv, &errs);
+    if (s && !fg_kcp_cfg_same_source(s->cfg->kcp, cur->cfg->kcp)) {
+        fg_errs_add(&errs, srv->config_file, 0, 0,
+                    "index.fromKcp (rootShard, watchTimeout) cannot be added, removed or changed "
+                    "on reload; restart frontgate to apply it");
+        fg_snapshot_unref(s);
+        s = NULL;
+    }
     if (s && !listeners_equal(s->cfg, cur->cfg)) {
         fg_errs_add(&errs, srv->config_file, 0, 0,
                     "listeners cannot change on reload; restart frontgate to apply them");
@@ -382,6 +416,16 @@ static void reload(struct server *srv)
     wake_workers(srv);
     fg_log(FG_LOG_INFO, "reloaded configuration generation %llu: %zu workspaces, %zu routes",
            (unsigned long long)gen, nws, nroutes);
+}
+
+/* kcp's Shards changed: the configuration is built again with them (as on SIGHUP). */
+static void on_kcp_shards(void *arg)
+{
+    struct server *srv = arg;
+    if (srv->draining)
+        return;
+    fg_log(FG_LOG_INFO, "kcp: the Shards changed; building the configuration again");
+    reload(srv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -515,6 +559,15 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
             fds[w * cfg->nlisteners + i] = -1; /* owned by the listener now */
     }
     srv.base = ctl->base;
+    if (cfg->kcp) {
+        struct fg_errs kerrs = {0};
+        srv.kcp = fg_kcp_start(cfg, ctl->fetcher, on_kcp_shards, &srv, &kerrs);
+        for (size_t i = 0; i < kerrs.n; i++)
+            fg_log(FG_LOG_ERROR, "%s", kerrs.msgs[i]);
+        fg_errs_free(&kerrs);
+        if (srv.kcp == NULL)
+            goto out;
+    }
     /*
      * SIGHUP, SIGTERM and SIGINT are blocked and read from a signalfd by the main loop: no
      * asynchronous handler, so no window in which a signal is taken and its wake-up lost
@@ -570,9 +623,12 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
     event_base_dispatch(srv.base);
     for (size_t w = 0; w < srv.nworkers; w++)
         pthread_join(srv.workers[w].thread, NULL);
+    fg_kcp_stop(srv.kcp);
+    srv.kcp = NULL;
     fg_log(FG_LOG_INFO, "stopped");
     status = 0;
 out:
+    fg_kcp_stop(srv.kcp);
     for (size_t w = 0; w < srv.nworkers; w++)
         worker_free(&srv.workers[w]);
     free(srv.workers);

@@ -50,6 +50,7 @@ struct fg_worker {
     int mailbox_fd;
     struct event *mailbox;
     struct fg_snapshot *snap; /* what new requests pin */
+    struct fg_live *live;     /* the kcp index generation new requests pin (index.fromKcp) */
     struct fg_pool *pools;    /* per shard of snap */
     size_t npools;
     TAILQ_HEAD(fg_h2up_list, fg_h2up) h2conns; /* every HTTP/2 shard connection (h2up.c) */
@@ -101,6 +102,8 @@ void fg_conn_close_all(struct fg_worker *w);
  * that starts after a reload was logged always sees the new config.
  */
 void fg_worker_sync_snapshot(struct fg_worker *w);
+/* Takes the current kcp index generation when it changed: one atomic load when it did not. */
+void fg_worker_sync_live(struct fg_worker *w);
 
 /* Upstream pool (upstream.c). */
 void fg_pools_reset(struct fg_worker *w, size_t nshards);

@@ -58,7 +58,7 @@ static struct fg_config *load(const char *text)
 static enum fg_route_outcome resolve_in(const struct fg_config *c, const char *target,
                                         struct fg_route_match *m)
 {
-    return fg_route_resolve(c, target, strlen(target), m);
+    return fg_route_resolve(c, NULL, target, strlen(target), m);
 }
 
 static enum fg_route_outcome resolve(const char *target, struct fg_route_match *m)
@@ -253,7 +253,7 @@ static void not_origin_form(void)
     struct fg_route_match m;
     ALL_OUTCOME(FG_ROUTE_BAD_PATH, "*", "", "api/v1", "http://evil/clusters/a/api", "/x#frag",
                 "/clusters/root/api?x=1#frag", "/x\\y", "/x y", "/x\ty", "/x\x7f");
-    CHECK(fg_route_resolve(cfg, "/x\0y", 4, &m) == FG_ROUTE_BAD_PATH);
+    CHECK(fg_route_resolve(cfg, NULL, "/x\0y", 4, &m) == FG_ROUTE_BAD_PATH);
 }
 
 /* A hostile path is refused even when no route would match it. */

@@ -1,0 +1,66 @@
+/*
+ * kcp.h - the workspace index fed live from kcp (index.fromKcp).
+ *
+ * On the control loop, through the fetcher: Shards are listed and watched at the root shard;
+ * per Shard, the wildcard LogicalClusters at its baseURL (as kcp's own front proxy does). Each
+ * list is paged; each watch resumes from the last resourceVersion it saw, takes bookmarks, and
+ * a 410 (Gone) relists. A failing shard is retried with backoff while its last good data keeps
+ * serving. Nothing here runs on a worker.
+ *
+ * What workers read is a *generation*: an immutable index built from every shard's logical
+ * clusters, published by a pointer swap a short, adaptive while after a change (a busy kcp
+ * gets at most one build per few times the last build took), and pinned by each request that
+ * resolved a workspace in it. Workspaces name their shard and type by name; the request maps
+ * them to its snapshot's shards (kcp Shards become config shards named after them, added by
+ * fg_kcp_add_shards on every reload) and workspace types.
+ */
+#ifndef FG_KCP_H
+#define FG_KCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../auth/fetch.h"
+#include "../config/config.h"
+
+struct fg_live {
+    int refs; /* atomic */
+    uint64_t serial;
+    struct fg_index *ix; /* fg_workspace.shard and .type index shards[] and types[] */
+    char **shards;
+    size_t nshards;
+    char **types;
+    size_t ntypes;
+    struct fg_fetcher *reaper; /* where the last reference is freed */
+};
+
+/* The current generation (a new reference), or NULL before the first. */
+struct fg_live *fg_live_current(void);
+/* The current generation's serial (0 before any): one atomic load. */
+uint64_t fg_live_serial(void);
+struct fg_live *fg_live_ref(struct fg_live *l);
+void fg_live_unref(struct fg_live *l);
+/* 0 while a kcp source runs and some shard has not finished its first list; else 1. */
+int fg_live_ready(void);
+
+struct fg_kcp;
+
+/* Called on the control loop when the set of Shards (names, baseURLs) changed. */
+typedef void (*fg_kcp_shards_fn)(void *arg);
+
+/*
+ * Starts the source for cfg->kcp (cfg is the configuration it starts under: its directory
+ * resolves the rootShard files). NULL with errs when the rootShard TLS files do not load.
+ */
+struct fg_kcp *fg_kcp_start(const struct fg_config *cfg, struct fg_fetcher *f,
+                            fg_kcp_shards_fn shards_changed, void *arg, struct fg_errs *errs);
+/* Stops every list and watch and frees the source; the current generation stays installed. */
+void fg_kcp_stop(struct fg_kcp *k);
+
+/* Appends the Shards kcp knows to cfg (as cfg->kcp->shards says); logs those it cannot add. */
+void fg_kcp_add_shards(struct fg_kcp *k, struct fg_config *cfg);
+
+/* What readiness waits for, in words (caller frees), or NULL when every shard has synced. */
+char *fg_kcp_waits_for(struct fg_kcp *k);
+
+#endif
