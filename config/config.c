@@ -237,11 +237,13 @@ void fg_cfg_read_shard(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_c
     s->client_key_file = fg_cfg_file(r, n, "clientKeyFile", 0, sec, &s->client_key_mark);
     s->server_name = fg_rd_dup(fg_rd_str(&r->rd, n, "serverName", 0, sec));
     if (!s->client_cert_file != !s->client_key_file)
-        fg_rd_err(&r->rd, n, tmpl ? "%s: clientCertFile and clientKeyFile go together"
-                                  : "shard \"%s\": clientCertFile and clientKeyFile go together",
+        fg_rd_err(&r->rd, n,
+                  tmpl ? "%s: clientCertFile and clientKeyFile go together"
+                       : "shard \"%s\": clientCertFile and clientKeyFile go together",
                   shown);
     if (!tmpl && !s->https && (s->ca_file || s->client_cert_file || s->server_name))
-        fg_rd_err(&r->rd, n, "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
+        fg_rd_err(&r->rd, n,
+                  "shard \"%s\": caFile, clientCertFile and serverName need an https:// url",
                   shown);
     if (tmpl && s->server_name)
         fg_rd_err(&r->rd, fg_yaml_get(n, "serverName")->key,
@@ -263,8 +265,9 @@ void fg_cfg_read_shard(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_shard_c
                   "shard identity \"%s\" must be requestHeader, passthrough, none or mint", id);
     struct fg_ypair *mp = fg_yaml_get(n, "mint");
     if (s->identity == FG_IDENTITY_MINT && (mp == NULL || fg_yaml_is_null(mp->val)))
-        fg_rd_err(&r->rd, n, tmpl ? "%s: identity mint needs a mint: section"
-                                  : "shard \"%s\": identity mint needs a mint: section",
+        fg_rd_err(&r->rd, n,
+                  tmpl ? "%s: identity mint needs a mint: section"
+                       : "shard \"%s\": identity mint needs a mint: section",
                   shown);
     else if (mp && s->identity != FG_IDENTITY_MINT)
         fg_rd_err(&r->rd, mp->key, "mint: is only for shards with identity: mint");
@@ -325,8 +328,7 @@ int fg_cfg_shard_by_name(const struct fg_config *cfg, const char *name, size_t n
     return -1;
 }
 
-int fg_config_shard_index(const struct fg_config *cfg, const char *name, size_t from,
-                          uint32_t *out)
+int fg_config_shard_index(const struct fg_config *cfg, const char *name, size_t from, uint32_t *out)
 {
     for (size_t i = from; i < cfg->nshards; i++)
         if (strcmp(cfg->shards[i].name, name) == 0) {

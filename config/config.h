@@ -179,8 +179,8 @@ struct fg_limits {
  * after it, proxied as `shards` says.
  */
 struct fg_kcp_cfg {
-    struct fg_shard_cfg root;  /* rootShard: url (parsed), caFile, clientCertFile/KeyFile */
-    char *token_file;          /* rootShard.tokenFile: a bearer token, re-read when it changes */
+    struct fg_shard_cfg root; /* rootShard: url (parsed), caFile, clientCertFile/KeyFile */
+    char *token_file;         /* rootShard.tokenFile: a bearer token, re-read when it changes */
     struct fg_mark token_mark;
     struct fg_shard_cfg shards; /* how each discovered shard is proxied (no name, no url) */
     uint64_t watch_timeout_ms;  /* a watch is renewed after this (server-side timeoutSeconds) */

@@ -45,7 +45,7 @@ struct exchange {
     void (*on_data)(void *arg, int status, const char *p, size_t n); /* streaming, or NULL */
     struct evbuffer *errbody; /* streaming: a non-2xx body, kept for done */
     struct event *teardown;   /* cancelled: runs teardown_cancelled on the next turn */
-    int error;    /* enum evhttp_request_error + 1, or 0 */
+    int error;                /* enum evhttp_request_error + 1, or 0 */
     int sock_err; /* errno of a socket error evhttp reported (or ECONNREFUSED, see on_response) */
     int finished;
     char *shown_url; /* scheme://host[:port]/path: what errors name (no credentials, no query) */

@@ -217,8 +217,8 @@ struct reflector {
     char *base;           /* scheme://host[:port][/base path], no trailing '/' */
     const char *path;     /* the collection, from the base */
     enum rstate state;
-    char rv[64];  /* the last resourceVersion seen; "" before the first list */
-    char *cont;   /* the list's continue token between pages */
+    char rv[64];          /* the last resourceVersion seen; "" before the first list */
+    char *cont;           /* the list's continue token between pages */
     struct lcmap pending; /* logical clusters: what a list has read so far */
     struct shardmap *pending_shards;
     struct fg_buf line; /* a watch event not yet complete */
@@ -234,9 +234,9 @@ struct reflector {
 struct kshard {
     char *name;
     char *base_url;
-    struct lcmap lcs;         /* its logical clusters, from its reflector */
-    struct reflector *r;      /* watching its logical clusters */
-    int seen;                 /* reconcile mark */
+    struct lcmap lcs;    /* its logical clusters, from its reflector */
+    struct reflector *r; /* watching its logical clusters */
+    int seen;            /* reconcile mark */
     struct kshard *next;
 };
 
@@ -247,7 +247,7 @@ struct shardmap {
 
 struct fg_kcp {
     struct fg_fetcher *f;
-    SSL_CTX *tls;    /* verifies kcp and presents the rootShard certificate; NULL for http */
+    SSL_CTX *tls;     /* verifies kcp and presents the rootShard certificate; NULL for http */
     char *token_path; /* rootShard.tokenFile, resolved */
     char *token;
     struct stat token_st;
@@ -660,7 +660,8 @@ static void list_done(void *arg, const struct fg_fetch_resp *resp)
         r->pending_shards = fg_calloc(1, sizeof(struct shardmap));
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         if (r->sh) {
             apply_lc(r, &r->pending, "ADDED", it);
         } else {
@@ -825,8 +826,8 @@ static void watch_done(void *arg, const struct fg_fetch_resp *resp)
     fg_buf_reset(&r->line);
     uint64_t lived = r->k->f->now_ms(r->k->f) - r->watch_start_ms;
     if (resp->status == 410) {
-        fg_log(FG_LOG_INFO, "kcp shard %s: %s: resourceVersion %s expired; listing again",
-               where(r), r->resource, r->rv);
+        fg_log(FG_LOG_INFO, "kcp shard %s: %s: resourceVersion %s expired; listing again", where(r),
+               r->resource, r->rv);
         r->rv[0] = '\0';
         r->restarts++;
         start_list(r);
@@ -844,8 +845,7 @@ static void watch_done(void *arg, const struct fg_fetch_resp *resp)
         return;
     }
     if (resp->status)
-        fail(r, resp->status >= 400 && resp->status < 500, "watch answered HTTP %d",
-             resp->status);
+        fail(r, resp->status >= 400 && resp->status < 500, "watch answered HTTP %d", resp->status);
     else
         fail(r, 0, "watch failed: %s", resp->error ? resp->error : "connection lost");
 }
@@ -860,7 +860,8 @@ static void start_watch(struct reflector *r)
     secs = secs + secs * j / 256;
     if (secs == 0)
         secs = 1;
-    fg_buf_printf(&url, "%s%s?watch=true&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%llu",
+    fg_buf_printf(&url,
+                  "%s%s?watch=true&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%llu",
                   r->base, r->path, r->rv, (unsigned long long)secs);
     struct fg_fetch_req req = {0};
     req.method = "GET";
@@ -911,8 +912,8 @@ static void publish(struct fg_kcp *k)
         l->shards[l->nshards++] = fg_strdup(s->name);
         for (size_t b = 0; b < s->lcs.nb; b++)
             for (struct lc *e = s->lcs.b[b]; e; e = e->next) {
-                uint32_t t = e->type ? intern(&l->types, &l->ntypes, &tcap, e->type)
-                                     : FG_WS_NO_TYPE;
+                uint32_t t =
+                    e->type ? intern(&l->types, &l->ntypes, &tcap, e->type) : FG_WS_NO_TYPE;
                 if (fg_index_add(l->ix, e->cluster, strlen(e->cluster), e->path,
                                  e->path ? strlen(e->path) : 0, NULL, 0, si, t,
                                  e->phase) != FG_INDEX_ADDED)
@@ -1031,8 +1032,8 @@ struct fg_kcp *fg_kcp_start(const struct fg_config *cfg, struct fg_fetcher *f,
     if (kc->token_file) {
         k->token_path = fg_config_path(cfg, kc->token_file);
         if (bearer(k) == NULL) {
-            fg_cfg_file_err(errs, &kc->token_mark, k->token_path, "index.fromKcp.rootShard.tokenFile",
-                            "cannot be read or is empty");
+            fg_cfg_file_err(errs, &kc->token_mark, k->token_path,
+                            "index.fromKcp.rootShard.tokenFile", "cannot be read or is empty");
             SSL_CTX_free(k->tls);
             free(k->token_path);
             free(k);

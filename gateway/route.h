@@ -33,7 +33,7 @@ struct fg_route_match {
     const struct fg_workspace *ws; /* NULL for shard routes; in cfg->index or the live index */
     uint32_t shard;                /* into the config's shards */
     uint32_t wstype;               /* into the config's workspace types, or FG_WS_NO_TYPE */
-    const char *path; /* the request path (no query) */
+    const char *path;              /* the request path (no query) */
     size_t path_len;
     const char *query; /* after '?', or NULL */
     size_t query_len;
