@@ -265,6 +265,7 @@ struct fg_kcp {
 
 static void start_list(struct reflector *r);
 static void start_watch(struct reflector *r);
+static void publish(struct fg_kcp *k);
 static void schedule_publish(struct fg_kcp *k);
 static void update_waiting(struct fg_kcp *k);
 
@@ -984,6 +985,11 @@ static void update_waiting(struct fg_kcp *k)
     if (waiting == k->waiting)
         return;
     k->waiting = waiting;
+    if (!waiting && k->dirty) {
+        /* ready means routable: what the lists said is published before /readyz says 200 */
+        k->dirty = 0;
+        publish(k);
+    }
     __atomic_add_fetch(&sources_waiting, waiting ? 1 : -1, __ATOMIC_RELAXED);
     if (!waiting)
         fg_log(FG_LOG_INFO, "kcp: every shard has synced its logical clusters");
