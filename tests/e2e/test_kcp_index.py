@@ -371,3 +371,19 @@ def test_config_errors_name_the_key(tmp_path):
         assert r.returncode != 0, body
         assert want in r.stderr, (want, r.stderr)
         assert "c.yaml:" in r.stderr, r.stderr
+
+
+def test_static_workspaces_are_looked_up_first(kcp, tmp_path):
+    extra = f"""shards: [{{name: static, url: "{kcp.url}"}}]
+workspaces: [{{cluster: staticid, path: "root:org", shard: static}}]
+"""
+    f = Frontgate(tmp_path / "fg", config(kcp.url, extra), files={"kcp.token": "t\n"}).start()
+    try:
+        f.wait_log(r"kcp: every shard has synced")
+        r = request(f.port, "GET", "/clusters/root:org/api")
+        assert r.status == 200 and r.json()["path"] == "/clusters/staticid/api", r
+        # kcp's own workspaces still route
+        assert request(f.port, "GET", "/clusters/15hh88sn7dzq6n6y/api").json()["path"] == \
+            "/clusters/15hh88sn7dzq6n6y/api"
+    finally:
+        f.stop()

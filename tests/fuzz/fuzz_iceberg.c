@@ -175,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *t = malloc(size ? size : 1);
     memcpy(t, data, size);
     struct fg_route_match m;
-    enum fg_route_outcome o = fg_route_resolve(cfg, t, size, &m);
+    enum fg_route_outcome o = fg_route_resolve(cfg, NULL, t, size, &m);
     if (o == FG_ROUTE_OK && m.route->kind == FG_ROUTE_WORKSPACE_ICEBERG)
         check_resolved(t, size, &m);
     if (o == FG_ROUTE_OK) {

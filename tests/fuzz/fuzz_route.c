@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *target = malloc(size ? size : 1);
     memcpy(target, data, size);
     struct fg_route_match m;
-    enum fg_route_outcome o = fg_route_resolve(cfg, target, size, &m);
+    enum fg_route_outcome o = fg_route_resolve(cfg, NULL, target, size, &m);
     if (o == FG_ROUTE_OK) {
         struct fg_buf b = {0};
         fg_route_upstream_target(&b, &cfg->shards[m.shard], &m);
