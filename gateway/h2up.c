@@ -932,6 +932,7 @@ static struct fg_h2up *find_room(struct fg_worker *w, struct fg_snapshot *snap, 
                                  int *opened)
 {
     size_t n = 0;
+    int unsettled = 0;
     struct fg_h2up *c;
     *opened = 0;
     TAILQ_FOREACH(c, &w->h2conns, link)
@@ -940,8 +941,14 @@ static struct fg_h2up *find_room(struct fg_worker *w, struct fg_snapshot *snap, 
             continue;
         if (c->nstreams < cap(c))
             return c;
+        unsettled |= !c->ready;
         n++;
     }
+    /* A connection full at the guess made before the shard's SETTINGS (100 streams) is not full
+     * yet: its SETTINGS, usually allowing far more, wake the waiters. Opening another one here
+     * would make a burst of watches spread over connections a single one could carry. */
+    if (unsettled)
+        return NULL;
     uint32_t max = snap->cfg->shards[shard].max_conns;
     if (max && n >= max)
         return NULL;

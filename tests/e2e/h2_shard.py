@@ -39,8 +39,9 @@ class _Garbage(Exception):
 
 
 class H2Shard:
-    def __init__(self, tls_ctx=None, max_streams=100, alpn=("h2", "http/1.1")):
+    def __init__(self, tls_ctx=None, max_streams=100, alpn=("h2", "http/1.1"), settings_delay=0.0):
         self.tls_ctx = tls_ctx
+        self.settings_delay = settings_delay  # seconds before the server's first SETTINGS
         if tls_ctx is not None:
             tls_ctx.set_alpn_protocols(list(alpn))
         self.max_streams = max_streams
@@ -171,6 +172,8 @@ class H2Shard:
             client=False,
             initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
         conn.initiate_connection()
+        if self.settings_delay:
+            time.sleep(self.settings_delay)  # a shard slow to answer: the client's guess rules
         s.sendall(conn.data_to_send())
         with self.lock:
             self.h2_conns += 1

@@ -287,6 +287,26 @@ def test_max_streams_per_connection_below_the_shards(frontgate_factory):
         shard.stop()
 
 
+def test_a_burst_before_the_shards_settings_waits_for_them_instead_of_opening_connections(
+        frontgate_factory):
+    # 150 watches arrive while the shard's SETTINGS (1000 streams) are still on their way:
+    # nghttp2's guess of 100 streams fills, and the other 50 wait for the SETTINGS rather than
+    # open a second connection (the 1,000-watch benchmark had opened 9 for 1,000 watches)
+    shard = H2Shard(max_streams=1000, settings_delay=1.0)
+    socks = []
+    try:
+        env = start(frontgate_factory, shard)
+        for i in range(150):
+            socks.append(open_watch(env.port, env.key, i))
+        assert shard.wait_for(lambda: shard.open_watches == 150, timeout=20), shard.open_watches
+        assert shard.conns == 1
+        assert shard.max_open_streams == 150
+    finally:
+        for s in socks:
+            s.close()
+        shard.stop()
+
+
 @pytest.mark.concurrency
 def test_many_workers_share_h2_connections_under_load_with_watches_coming_and_going(frontgate_factory):
     shard = H2Shard(max_streams=8)
