@@ -22,6 +22,7 @@ import http.client
 import json
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -302,3 +303,121 @@ def test_workspace_type_identity_is_scoped_to_its_workspace(kcp, ws, fg, tmp_pat
     status, body = direct(kcp, "GET", f"/clusters/{ws.other}/api/v1/namespaces/default/configmaps",
                           unscoped)
     assert status == 200, body
+
+
+# ---------------------------------------------------------------------------
+# index.fromKcp: frontgate's index listed and watched from this kcp, no index file
+
+LIVE_OPS_USER = "live-ops"
+
+
+def shard_admin_token(kcp):
+    """The `shard-admin` token of kcp's admin.kubeconfig: the user allowed wildcard lists
+    (kcp-admin gets 403 on /clusters/*/...)."""
+    view = json.loads(subprocess.run(
+        [KUBECTL, "config", "view", "--raw", "-o", "json", "--kubeconfig", kcp.kubeconfig],
+        capture_output=True, text=True, check=True, timeout=30).stdout)
+    return next(u["user"]["token"] for u in view["users"] if u["name"] == "shard-admin")
+
+
+def live_config(kcp):
+    return f"""\
+workers: 2
+listeners:
+  - address: 127.0.0.1:0
+routes:
+  - prefix: /clusters/
+    workspace: path
+index:
+  fromKcp:
+    rootShard: {{url: {kcp.url}, caFile: {kcp.ca_file}, tokenFile: kcp.token}}
+    shards:
+      caFile: {kcp.ca_file}
+      clientCertFile: {kcp.proxy_crt}
+      clientKeyFile: {kcp.proxy_key}
+      identity: requestHeader
+authenticators:
+  - name: ops-keys
+    staticKeys: {{file: ops-keys.txt}}
+authentication:
+  global: [ops-keys]
+limits:
+  shutdownGracePeriod: 3s
+"""
+
+
+@pytest.fixture
+def live(kcp, ws, frontgate_factory):
+    key = new_key()
+    fg = frontgate_factory(live_config(kcp), files={
+        "kcp.token": shard_admin_token(kcp) + "\n",
+        "ops-keys.txt": key_line(LIVE_OPS_USER, key, [OPS_GROUP]) + "\n",
+    })
+    fg.wait_log(r"kcp: every shard has synced")
+    fg.key = key
+    return fg
+
+
+def frontgate_refused(r):
+    """frontgate's own 403 for a workspace not in its index (kcp's 403s name the user)."""
+    return r.status == 403 and "workspace access not permitted" in r.json().get("message", "")
+
+
+def poll(fn, what, timeout):
+    """fn() until it returns a true value; (value, seconds it took)."""
+    t0 = time.monotonic()
+    while True:
+        v = fn()
+        if v:
+            return v, time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting until {what}")
+        time.sleep(0.02)
+
+
+def test_index_from_kcp_routes_the_workspaces_kcp_has(kcp, ws, live):
+    r = request(live.port, "GET", "/readyz")
+    assert r.status == 200, r
+    # team: the key's group has RBAC there (the module's fixture); kcp answers, frontgate routed
+    r = request(live.port, "GET", "/clusters/root:team/api/v1/namespaces/default/configmaps",
+                bearer(live.key))
+    assert r.status == 200, r
+    line = live.wait_log(r"access method=GET path=/clusters/root:team/api/v1/namespaces/default/"
+                         r"configmaps status=200 ")
+    assert f"cluster={ws.team}" in line.string, line.string
+    # by logical cluster name too
+    r = request(live.port, "GET", f"/clusters/{ws.team}/api/v1/namespaces/default/configmaps",
+                bearer(live.key))
+    assert r.status == 200, r
+    # other: routed, and kcp refuses the user by its RBAC
+    r = request(live.port, "GET", "/clusters/root:other/api/v1/namespaces/default/configmaps",
+                bearer(live.key))
+    assert r.status == 403 and f'User "{LIVE_OPS_USER}"' in r.json()["message"], r
+    # not in kcp: frontgate's own 403; system: clusters never route
+    for path in ("root:nope", "system:shard", "system:admin"):
+        r = request(live.port, "GET", f"/clusters/{path}/api", bearer(live.key))
+        assert frontgate_refused(r), (path, r)
+
+
+def test_workspaces_created_and_deleted_with_kubectl_reach_the_index_within_a_second(kcp, ws, live):
+    name = "live-%d" % (time.monotonic_ns() % 100000)
+    path = f"/clusters/root:{name}/api/v1/namespaces/default/configmaps"
+    assert frontgate_refused(request(live.port, "GET", path, bearer(live.key)))
+    cluster, _ = kcp.create_workspace(name, "universal")
+    # kubectl has seen it Ready: frontgate routes it within a second (kcp's 403 names the user:
+    # the request reached kcp)
+    r, took = poll(lambda: (lambda r: r if not frontgate_refused(r) else None)(
+        request(live.port, "GET", path, bearer(live.key))), f"root:{name} routes", 5.0)
+    assert took < 1.0, took
+    assert r.status == 403 and f'User "{LIVE_OPS_USER}"' in r.json()["message"], r
+    r = request(live.port, "GET", f"/clusters/{cluster}/api/v1/namespaces/default/configmaps",
+                bearer(live.key))
+    assert not frontgate_refused(r), r
+
+    kcp.kubectl("delete", "workspace", name, "--wait=false")
+    _, took = poll(lambda: frontgate_refused(request(live.port, "GET", path, bearer(live.key))),
+                   f"root:{name} is refused", 10.0)
+    assert took < 2.0, took
+    assert frontgate_refused(request(live.port, "GET", f"/clusters/{cluster}/api", bearer(live.key)))
+    live.wait_log(r"kcp: ")  # the index's log names its shard, never the token
+    assert shard_admin_token(kcp) not in live.log()
