@@ -11,6 +11,7 @@
 struct fg_cfgrd {
     struct fg_rd rd;
     struct fg_config *cfg;
+    struct fg_shard_cfg *map_clusters; /* the mapping file's /clusters/ entry (its TLS), or NULL */
 };
 
 struct fg_mark fg_cfg_mark(struct fg_cfgrd *r, const struct fg_ynode *n);
@@ -30,6 +31,13 @@ int fg_cfg_wstype_by_name(const struct fg_config *cfg, const char *name, size_t 
 char **fg_cfg_str_list(struct fg_cfgrd *r, struct fg_ynode *n, const char *key, const char *section,
                        size_t *count);
 void fg_cfg_free_strs(char **v, size_t n);
+
+/* The {name} segments of rt's prefix (placeholders, cluster_seg); errors at `at`. */
+void fg_cfg_read_placeholders(struct fg_cfgrd *r, struct fg_ynode *at, struct fg_route_cfg *rt);
+
+/* mapcfg.c: kcp's --mapping-file as routes (and shards); fg_cfg_mapping_tls after the index */
+void fg_cfg_read_mapping(struct fg_cfgrd *r, struct fg_ynode *root);
+void fg_cfg_mapping_tls(struct fg_cfgrd *r);
 
 /* authncfg.c */
 void fg_cfg_read_authns(struct fg_cfgrd *r, struct fg_ynode *root);

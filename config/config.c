@@ -417,6 +417,54 @@ static void read_upgrades(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_rout
     }
 }
 
+/*
+ * {name} segments of a route prefix (kcp's mapping paths, Go ServeMux patterns): each stands for
+ * one non-empty path segment; {cluster} is the one routing may look up.
+ */
+void fg_cfg_read_placeholders(struct fg_cfgrd *r, struct fg_ynode *at, struct fg_route_cfg *rt)
+{
+    const char *p = rt->prefix;
+    int seg = -1;
+    rt->cluster_seg = -1;
+    for (size_t i = 0; i < rt->prefix_len; i++) {
+        if (p[i] == '/') {
+            seg++;
+            continue;
+        }
+        if (p[i] != '{' && p[i] != '}')
+            continue;
+        const char *close = p[i] == '{' ? strchr(p + i, '}') : NULL;
+        size_t nlen = close ? (size_t)(close - p - i - 1) : 0;
+        int whole = close && i > 0 && p[i - 1] == '/' && (close[1] == '/' || close[1] == '\0');
+        int named = nlen > 0 && (isalpha((unsigned char)p[i + 1]) || p[i + 1] == '_');
+        for (size_t k = 1; named && k < nlen; k++)
+            named = isalnum((unsigned char)p[i + 1 + k]) || p[i + 1 + k] == '_';
+        if (close && nlen > 3 && memcmp(close - 3, "...", 3) == 0) {
+            fg_rd_err(&r->rd, at,
+                      "route prefix \"%s\": {%.*s} is not needed: a prefix matches the rest of the "
+                      "path already",
+                      p, (int)nlen, p + i + 1);
+            return;
+        }
+        if (!whole || !named) {
+            fg_rd_err(&r->rd, at,
+                      "route prefix \"%s\": a placeholder is a whole segment {name} (letters, "
+                      "digits, '_')",
+                      p);
+            return;
+        }
+        if (nlen == 7 && memcmp(p + i + 1, "cluster", 7) == 0) {
+            if (rt->cluster_seg >= 0) {
+                fg_rd_err(&r->rd, at, "route prefix \"%s\": {cluster} appears twice", p);
+                return;
+            }
+            rt->cluster_seg = seg;
+        }
+        rt->placeholders = 1;
+        i = (size_t)(close - p);
+    }
+}
+
 static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_ypair *p = fg_yaml_get(root, "routes");
@@ -439,6 +487,8 @@ static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
                           "route prefix \"%s\" must be a path starting with '/'", prefix);
         }
+        if (rt->prefix)
+            fg_cfg_read_placeholders(r, fg_yaml_get(n, "prefix")->val, rt);
         const char *ws = fg_rd_str(&r->rd, n, "workspace", 0, "route");
         const char *shard = fg_rd_str(&r->rd, n, "shard", 0, "route");
         if ((ws != NULL) == (shard != NULL)) {
@@ -454,11 +504,20 @@ static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
             if (rt->prefix && rt->prefix_len > 0 && rt->prefix[rt->prefix_len - 1] != '/')
                 fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
                           "a workspace route prefix must end with '/' (e.g. /clusters/)");
+            if (rt->placeholders)
+                fg_rd_err(&r->rd, fg_yaml_get(n, "prefix")->val,
+                          "{placeholders} are for shard routes; a workspace route takes the "
+                          "workspace from the segment after its prefix");
+            if (fg_yaml_get(n, "resolveCluster"))
+                fg_rd_err(&r->rd, fg_yaml_get(n, "resolveCluster")->key,
+                          "resolveCluster is for shard routes; a workspace route always looks its "
+                          "workspace up");
         } else {
             rt->kind = FG_ROUTE_SHARD;
             if (fg_cfg_shard_by_name(r->cfg, shard, strlen(shard), &rt->shard) != 0)
                 fg_rd_err(&r->rd, fg_yaml_get(n, "shard")->val, "route names unknown shard \"%s\"",
                           shard);
+            fg_rd_bool(&r->rd, n, "resolveCluster", rt->cluster_seg >= 0, &rt->resolve_cluster);
         }
         rt->strip_headers = fg_cfg_str_list(r, n, "stripHeaders", "route", &rt->nstrip_headers);
         const char *fp = fg_rd_str(&r->rd, n, "forwardedPrefix", 0, "route");
@@ -472,7 +531,8 @@ static void read_routes(struct fg_cfgrd *r, struct fg_ynode *root)
             read_token_endpoint(r, te->val, rt);
         fg_rd_unknown(
             &r->rd, n, "route",
-            "prefix, workspace, shard, stripHeaders, forwardedPrefix, upgrades, tokenEndpoint");
+            "prefix, workspace, shard, resolveCluster, stripHeaders, forwardedPrefix, upgrades, "
+            "tokenEndpoint");
     }
 }
 
@@ -570,7 +630,7 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     const char *slash = strrchr(file, '/');
     cfg->dir = slash ? fg_strndup(file, (size_t)(slash - file) + (slash == file)) : fg_strdup(".");
     cfg->index = fg_index_new();
-    struct fg_cfgrd r = {{errs, cfg->file}, cfg};
+    struct fg_cfgrd r = {{errs, cfg->file}, cfg, NULL};
     struct fg_ynode *root = fg_yaml_parse(cfg->file, text, len, errs);
     if (root == NULL)
         goto fail;
@@ -589,8 +649,10 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     }
     read_listeners(&r, root);
     read_shards(&r, root);
+    fg_cfg_read_mapping(&r, root);
     cfg->nstatic_shards = cfg->nshards;
-    read_routes(&r, root);
+    if (cfg->mapping_file == NULL)
+        read_routes(&r, root);
     fg_cfg_read_authns(&r, root);
     fg_cfg_check_issuers(&r);
     fg_cfg_read_authentication(&r, root);
@@ -600,8 +662,9 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     fg_cfg_read_workspaces(&r, root);
     cfg->index_file = fg_cfg_file(&r, root, "indexFile", 0, "config", &cfg->index_mark);
     fg_cfg_read_index(&r, root);
+    fg_cfg_mapping_tls(&r);
     fg_rd_unknown(&r.rd, root, "the config",
-                  "workers, listeners, shards, routes, workspaces, indexFile, index, "
+                  "workers, listeners, shards, routes, mappingFile, workspaces, indexFile, index, "
                   "authenticators, authentication, workspaceTypes, limits, log");
     check_references(&r, root);
     if (errs->n == before && cfg->index_file) {
@@ -847,6 +910,7 @@ void fg_config_free(struct fg_config *cfg)
     free(cfg->drop_groups);
     fg_index_free(cfg->index);
     free(cfg->index_file);
+    free(cfg->mapping_file);
     free(cfg->file);
     free(cfg->dir);
     free(cfg);

@@ -98,10 +98,14 @@ struct fg_token_endpoint_cfg {
 };
 
 struct fg_route_cfg {
-    char *prefix; /* starts with '/' */
+    char *
+        prefix; /* starts with '/'; shard routes may have {name} segments (one path segment each) */
     size_t prefix_len;
     enum fg_route_kind kind;
-    uint32_t shard;       /* FG_ROUTE_SHARD */
+    int placeholders;    /* the prefix has {name} segments */
+    int cluster_seg;     /* the {cluster} segment's index in the prefix (0: the first), or -1 */
+    int resolve_cluster; /* shard routes: the cluster in the path is looked up for authentication */
+    uint32_t shard;      /* FG_ROUTE_SHARD */
     char **strip_headers; /* request headers removed before forwarding (any case) */
     size_t nstrip_headers;
     char *forwarded_prefix; /* X-Forwarded-Prefix sent to the shard, or NULL */
@@ -214,6 +218,7 @@ struct fg_config {
     char *index_file;
     struct fg_mark index_mark; /* where `indexFile:` names it (line 0 when not from YAML) */
     struct fg_kcp_cfg *kcp;    /* index.fromKcp, or NULL */
+    char *mapping_file;        /* mappingFile (kcp's --mapping-file), resolved; or NULL */
     size_t nstatic_shards;     /* shards from the file; those after them come from kcp */
 
     struct fg_limits limits;

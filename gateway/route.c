@@ -52,13 +52,61 @@ int fg_route_path_ok(const char *path, size_t len, size_t from)
     return 1;
 }
 
-static int prefix_matches(const struct fg_route_cfg *r, const char *path, size_t len)
+/*
+ * The length of path that r's prefix matches, or 0. A {name} segment of the prefix matches one
+ * non-empty segment; *cl and *cln get the one {cluster} matched (or stay as they are).
+ */
+static size_t prefix_matches(const struct fg_route_cfg *r, const char *path, size_t len,
+                             const char **cl, size_t *cln)
 {
-    if (len < r->prefix_len || memcmp(path, r->prefix, r->prefix_len) != 0)
-        return 0;
-    if (r->prefix[r->prefix_len - 1] == '/' || len == r->prefix_len)
-        return 1;
-    return path[r->prefix_len] == '/';
+    size_t j = r->prefix_len;
+    if (!r->placeholders) {
+        if (len < r->prefix_len || memcmp(path, r->prefix, r->prefix_len) != 0)
+            return 0;
+    } else {
+        int seg = -1;
+        j = 0;
+        for (size_t i = 0; i < r->prefix_len;) {
+            if (r->prefix[i] == '{') {
+                size_t k = j;
+                while (k < len && path[k] != '/')
+                    k++;
+                if (k == j)
+                    return 0;
+                if (seg == r->cluster_seg) {
+                    *cl = path + j;
+                    *cln = k - j;
+                }
+                i = (size_t)((const char *)memchr(r->prefix + i, '}', r->prefix_len - i) -
+                             r->prefix) +
+                    1;
+                j = k;
+                continue;
+            }
+            if (j >= len || path[j] != r->prefix[i])
+                return 0;
+            seg += r->prefix[i] == '/';
+            i++;
+            j++;
+        }
+    }
+    if (r->prefix[r->prefix_len - 1] == '/' || len == j)
+        return j;
+    return path[j] == '/' ? j : 0;
+}
+
+/* kcp's extractClusterFromPath: the segment after the first "/clusters/" of the path, or "". */
+static void cluster_in_path(const char *path, size_t len, const char **cl, size_t *cln)
+{
+    for (size_t i = 0; i + 10 <= len; i++) {
+        if (memcmp(path + i, "/clusters/", 10) != 0)
+            continue;
+        const char *s = path + i + 10, *end = path + len;
+        const char *slash = memchr(s, '/', (size_t)(end - s));
+        *cl = s;
+        *cln = (size_t)((slash ? slash : end) - s);
+        return;
+    }
 }
 
 /* Form-decodes q[0..n) into out (NUL-terminated); its length, or -1 (bad escape, control, room). */
@@ -151,6 +199,36 @@ static const struct fg_workspace *live_find(const struct fg_config *cfg, const s
     return ws;
 }
 
+/*
+ * A shard route with resolveCluster (kcp's virtual-workspace mappings): the {cluster} segment,
+ * else the one after the first /clusters/ in the path, is looked up so that authentication has
+ * the workspace (its type's authenticators, the scope); the request still goes to the route's
+ * shard, path unchanged. No cluster, or "*", is no lookup.
+ */
+static enum fg_route_outcome resolve_cluster(const struct fg_config *cfg,
+                                             const struct fg_live *live, const char *cl, size_t cln,
+                                             struct fg_route_match *m)
+{
+    if (cl == NULL)
+        cluster_in_path(m->path, m->path_len, &cl, &cln);
+    if (cln == 0 || (cln == 1 && cl[0] == '*'))
+        return FG_ROUTE_OK;
+    m->ws_name = cl;
+    m->ws_name_len = cln;
+    if (!fg_index_valid_name(cl, cln))
+        return FG_ROUTE_UNKNOWN_WS;
+    uint32_t shard = m->shard;
+    m->ws = fg_index_find(cfg->index, cl, cln);
+    if (m->ws)
+        m->wstype = m->ws->type;
+    else if (live)
+        m->ws = live_find(cfg, live, cl, cln, m);
+    m->shard = shard;
+    if (m->ws == NULL)
+        return FG_ROUTE_UNKNOWN_WS;
+    return m->ws->phase == FG_WS_UNAVAILABLE ? FG_ROUTE_UNAVAILABLE : FG_ROUTE_OK;
+}
+
 enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct fg_live *live,
                                        const char *target, size_t target_len,
                                        struct fg_route_match *m)
@@ -167,6 +245,8 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct
         m->query_len = target_len - m->path_len - 1;
     }
     const struct fg_route_cfg *r = NULL;
+    const char *cl = NULL;
+    size_t cln = 0, matched = 0;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct fg_token_endpoint_cfg *te = cfg->routes[i].token_endpoint;
         if (te && strlen(te->path) == m->path_len && memcmp(te->path, m->path, m->path_len) == 0) {
@@ -175,24 +255,24 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct
         }
     }
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        if (prefix_matches(&cfg->routes[i], m->path, m->path_len)) {
+        if ((matched = prefix_matches(&cfg->routes[i], m->path, m->path_len, &cl, &cln)) != 0) {
             r = &cfg->routes[i];
             break;
         }
     }
     m->route = r; /* even for a 400: the answer speaks the route's dialect */
     /* Checked before "no route": a hostile path gets 400 whatever the config. */
-    size_t from = r ? r->prefix_len : 1;
+    size_t from = r ? matched : 1;
     if (r && r->prefix[r->prefix_len - 1] != '/')
-        from = r->prefix_len < m->path_len ? r->prefix_len + 1 : m->path_len;
-    if (!fg_route_path_ok(m->path, m->path_len, from))
+        from = matched < m->path_len ? matched + 1 : m->path_len;
+    if (!fg_route_path_ok(m->path, m->path_len, r && r->placeholders ? 1 : from))
         return FG_ROUTE_BAD_PATH;
     if (r == NULL)
         return FG_ROUTE_NO_MATCH;
     m->route = r;
     if (r->kind == FG_ROUTE_SHARD) {
         m->shard = r->shard;
-        return FG_ROUTE_OK;
+        return r->resolve_cluster ? resolve_cluster(cfg, live, cl, cln, m) : FG_ROUTE_OK;
     }
     if (r->kind == FG_ROUTE_WORKSPACE_ICEBERG)
         return resolve_iceberg(cfg, m);

@@ -489,6 +489,7 @@ class Frontgate:
     def write(self, name, text):
         """Writes a file atomically (as an operator's tool would)."""
         tmp = self.path(name + ".tmp")
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, self.path(name))

@@ -43,7 +43,23 @@ static const char NO_ROOT_CONFIG[] = "listeners: [{address: ':8080'}]\n"
                                      "  - {prefix: /api, shard: a}\n"
                                      "workspaces: [{cluster: c1, shard: a}]\n";
 
-static struct fg_config *cfg, *no_root_cfg;
+/* Virtual-workspace routes (kcp's /services/... mappings) before the workspace route. */
+static const char VW_CONFIG[] =
+    "listeners: [{address: ':8080'}]\n"
+    "shards:\n"
+    "  - {name: a, url: 'http://a:1'}\n"
+    "  - {name: vw, url: 'http://vw:2/vw'}\n"
+    "routes:\n"
+    "  - {prefix: '/services/apiexport/{cluster}/{export}', shard: vw}\n"
+    "  - {prefix: /services/initializingworkspaces/, shard: vw,\n"
+    "     resolveCluster: true}\n"
+    "  - {prefix: '/services/plain/{x}/', shard: vw}\n"
+    "  - {prefix: /clusters/, workspace: path}\n"
+    "workspaces:\n"
+    "  - {cluster: c1, path: 'root:org', shard: a}\n"
+    "  - {cluster: d0wn, path: 'root:down', shard: a, phase: Unavailable}\n";
+
+static struct fg_config *cfg, *no_root_cfg, *vw_cfg;
 
 static struct fg_config *load(const char *text)
 {
@@ -289,14 +305,129 @@ static void path_ok_direct(void)
     CHECK(fg_route_path_ok("/a/../b", 2, 1));
 }
 
+/* resolve against vw_cfg: outcome, the route's index, the cluster looked up (or NULL) */
+static int vw(const char *target, enum fg_route_outcome want, size_t route, const char *cluster)
+{
+    struct fg_route_match m;
+    enum fg_route_outcome o = resolve_in(vw_cfg, target, &m);
+    const char *got = m.ws ? m.ws->cluster : NULL;
+    int ok = o == want && (o == FG_ROUTE_NO_MATCH || o == FG_ROUTE_BAD_PATH ||
+                           m.route == &vw_cfg->routes[route]);
+    if (o == FG_ROUTE_OK || o == FG_ROUTE_UNAVAILABLE)
+        ok = ok && (cluster ? got && strcmp(got, cluster) == 0 : got == NULL);
+    if (ok && o == FG_ROUTE_OK) {
+        /* forwarded to the route's shard with the path unchanged */
+        struct fg_buf b = {0};
+        fg_route_upstream_target(&b, &vw_cfg->shards[m.shard], &m);
+        char *up = fg_buf_take(&b);
+        struct fg_buf w = {0};
+        fg_buf_adds(&w, route == 3 ? "/clusters/" : "/vw");
+        if (route == 3)
+            fg_buf_adds(&w, got);
+        fg_buf_adds(&w, route == 3 ? strchr(target + 10, '/') : target);
+        char *want_up = fg_buf_take(&w);
+        ok = strcmp(up, want_up) == 0 &&
+             strcmp(vw_cfg->shards[m.shard].name, route == 3 ? "a" : "vw") == 0;
+        if (!ok)
+            printf("#   %s: upstream %s on %s, want %s\n", target, up, vw_cfg->shards[m.shard].name,
+                   want_up);
+        free(up);
+        free(want_up);
+    } else if (!ok) {
+        printf("#   %s: outcome %d (want %d), route %ld (want %zu), cluster %s (want %s)\n", target,
+               (int)o, (int)want, m.route ? (long)(m.route - vw_cfg->routes) : -1L, route,
+               got ? got : "-", cluster ? cluster : "-");
+    }
+    return ok;
+}
+
+/* {cluster} is looked up for authentication; the shard gets the path as sent (kcp §1.3). */
+static void vw_cluster_placeholder(void)
+{
+    CHECK(vw_cfg && vw_cfg->routes[0].placeholders && vw_cfg->routes[0].cluster_seg == 2);
+    CHECK(vw_cfg && vw_cfg->routes[0].resolve_cluster && !vw_cfg->routes[2].resolve_cluster);
+    CHECK(vw("/services/apiexport/root:org/exp/clusters/*/apis/x/v1/things", FG_ROUTE_OK, 0, "c1"));
+    CHECK(vw("/services/apiexport/c1/exp", FG_ROUTE_OK, 0, "c1"));
+    CHECK(vw("/services/apiexport/c1/exp/", FG_ROUTE_OK, 0, "c1"));
+    CHECK(vw("/services/apiexport/c1/exp?watch=1", FG_ROUTE_OK, 0, "c1"));
+    /* * and an unknown or malformed cluster */
+    CHECK(vw("/services/apiexport/*/exp/clusters/*/apis", FG_ROUTE_OK, 0, NULL));
+    CHECK(vw("/services/apiexport/root:nope/exp/api", FG_ROUTE_UNKNOWN_WS, 0, NULL));
+    CHECK(vw("/services/apiexport/Root/exp/api", FG_ROUTE_UNKNOWN_WS, 0, NULL));
+    CHECK(vw("/services/apiexport/system:admin/exp/api", FG_ROUTE_UNKNOWN_WS, 0, NULL));
+    CHECK(vw("/services/apiexport/root:down/exp", FG_ROUTE_UNAVAILABLE, 0, "d0wn"));
+    /* a placeholder is one non-empty segment: too short a path is no match */
+    CHECK(vw("/services/apiexport/c1", FG_ROUTE_NO_MATCH, 0, NULL));
+    CHECK(vw("/services/apiexport//exp", FG_ROUTE_BAD_PATH, 0, NULL)); /* an empty segment */
+    CHECK(vw("/services/apiexport/c1/expx/../y", FG_ROUTE_BAD_PATH, 0, NULL));
+    CHECK(vw("/services/apiexport/c1/exp/%2e%2e/x", FG_ROUTE_BAD_PATH, 0, NULL));
+}
+
+/* Without {cluster}: the segment after the first /clusters/ of the path; none, no lookup. */
+static void vw_cluster_in_path(void)
+{
+    CHECK(vw("/services/initializingworkspaces/root:ini/clusters/root:org/apis", FG_ROUTE_OK, 1,
+             "c1"));
+    CHECK(vw("/services/initializingworkspaces/root:ini/clusters/c1", FG_ROUTE_OK, 1, "c1"));
+    CHECK(vw("/services/initializingworkspaces/x/clusters/*/apis", FG_ROUTE_OK, 1, NULL));
+    CHECK(vw("/services/initializingworkspaces/x/clusters/", FG_ROUTE_OK, 1, NULL));
+    CHECK(vw("/services/initializingworkspaces/x/apis", FG_ROUTE_OK, 1, NULL));
+    CHECK(
+        vw("/services/initializingworkspaces/x/clusters/nope/apis", FG_ROUTE_UNKNOWN_WS, 1, NULL));
+    CHECK(vw("/services/initializingworkspaces/x/myclusters/nope/apis", FG_ROUTE_OK, 1, NULL));
+    /* a route without resolveCluster looks nothing up */
+    CHECK(vw("/services/plain/p/clusters/nope/apis", FG_ROUTE_OK, 2, NULL));
+    /* the workspace route is unchanged behind them */
+    CHECK(vw("/clusters/root:org/api", FG_ROUTE_OK, 3, "c1"));
+}
+
+/* Placeholders and resolveCluster that the config refuses, each with its position. */
+static void vw_config_errors(void)
+{
+    static const struct {
+        const char *routes, *want;
+    } bad[] = {
+        {"[{prefix: '/s/{cluster}/', workspace: path}]", "route.yaml:3:"},
+        {"[{prefix: '/s/x{cluster}', shard: a}]", "a placeholder is a whole segment"},
+        {"[{prefix: '/s/{cl-uster}', shard: a}]", "a placeholder is a whole segment"},
+        {"[{prefix: '/s/{}', shard: a}]", "a placeholder is a whole segment"},
+        {"[{prefix: '/s/}', shard: a}]", "a placeholder is a whole segment"},
+        {"[{prefix: '/s/{trail...}', shard: a}]", "is not needed"},
+        {"[{prefix: '/s/{cluster}/{cluster}', shard: a}]", "{cluster} appears twice"},
+        {"[{prefix: /clusters/, workspace: path, resolveCluster: true}]", "resolveCluster is for"},
+        {"[{prefix: /s/, shard: a, resolveCluster: maybe}]", "resolveCluster"},
+    };
+    for (size_t i = 0; i < FG_ARRAY_LEN(bad); i++) {
+        struct fg_buf b = {0};
+        fg_buf_printf(&b,
+                      "listeners: [{address: ':8080'}]\nshards: [{name: a, url: 'http://a:1'}]\n"
+                      "routes: %s\nworkspaces: [{cluster: c1, shard: a}]\n",
+                      bad[i].routes);
+        char *text = fg_buf_take(&b);
+        struct fg_errs errs = {0};
+        struct fg_config *c = fg_config_parse("route.yaml", text, strlen(text), &errs);
+        int found = 0;
+        for (size_t k = 0; k < errs.n; k++)
+            found |= strstr(errs.msgs[k], bad[i].want) != NULL;
+        if (c != NULL || !found)
+            printf("#   %s: %s\n", bad[i].routes, errs.n ? errs.msgs[0] : "accepted");
+        CHECK(c == NULL && found);
+        fg_config_free(c);
+        fg_errs_free(&errs);
+        free(text);
+    }
+}
+
 int main(void)
 {
     cfg = load(CONFIG);
     no_root_cfg = load(NO_ROOT_CONFIG);
-    if (cfg == NULL || no_root_cfg == NULL) {
+    vw_cfg = load(VW_CONFIG);
+    if (cfg == NULL || no_root_cfg == NULL || vw_cfg == NULL) {
         RUN(config_loaded);
         fg_config_free(cfg);
         fg_config_free(no_root_cfg);
+        fg_config_free(vw_cfg);
         DONE();
     }
     RUN(config_loaded);
@@ -318,7 +449,11 @@ int main(void)
     RUN(bad_path_before_no_match);
     RUN(no_match);
     RUN(path_ok_direct);
+    RUN(vw_cluster_placeholder);
+    RUN(vw_cluster_in_path);
+    RUN(vw_config_errors);
     fg_config_free(cfg);
     fg_config_free(no_root_cfg);
+    fg_config_free(vw_cfg);
     DONE();
 }
