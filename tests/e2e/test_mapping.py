@@ -8,8 +8,6 @@ mapping's backend with its path unchanged; `*` and no cluster pass without a loo
 Two recording shards: `ws` serves the workspaces (static index), `vw` is the mappings' backend
 (virtual workspaces and the default `/`).
 """
-import json
-import os
 import subprocess
 import textwrap
 

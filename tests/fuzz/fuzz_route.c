@@ -14,6 +14,8 @@ static const char yaml[] =
     "routes:\n"
     "  - {prefix: /clusters/, workspace: path}\n"
     "  - {prefix: /catalog/v1/, workspace: iceberg}\n"
+    "  - {prefix: '/services/apiexport/{cluster}/{export}/', shard: a}\n"
+    "  - {prefix: /services/, shard: a, resolveCluster: true}\n"
     "  - {prefix: /api, shard: a}\n"
     "  - {prefix: /, shard: a}\n"
     "workspaces:\n"
@@ -70,6 +72,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * query goes as it came; dots there are not path segments. */
         const char *q = memchr(b.data, '?', b.len);
         if (has_dot_segment(b.data, q ? (size_t)(q - b.data) : b.len))
+            abort();
+        /* A shard route forwards the target as sent (after the base path), whatever cluster
+         * resolveCluster looked up; that cluster is a part of the target itself. */
+        if (m.route->kind == FG_ROUTE_SHARD &&
+            (b.len != 5 + size || memcmp(b.data, "/base", 5) != 0 ||
+             memcmp(b.data + 5, target, size) != 0))
+            abort();
+        if (m.route->kind == FG_ROUTE_SHARD && m.ws &&
+            (m.ws_name < target || m.ws_name + m.ws_name_len > target + size))
             abort();
         fg_buf_free(&b);
     }
