@@ -4,7 +4,7 @@ default groups, see below): frontgate's index listed and watched from kcp with n
 workspaces created and deleted with kubectl, and kcp's --mapping-file as frontgate's routes with a
 virtual-workspace route into kcp's in-process virtual workspaces.
 
-Known defect, why this group is not in the default run: in about half of the runs (5 of 10 with
+Known defect, why this group is not in the default run: in some runs (5 of 10 with
 the mapping fixture, 1 of 5 with the live one, on 2026-12-05) frontgate's first wildcard
 LogicalCluster list at kcp ends with "connection closed" (libevent's EVREQ_HTTP_EOF) and every
 retry for the next 15 s does too, while curl with the same URL, CA and token gets 200 at that
