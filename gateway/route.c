@@ -199,6 +199,22 @@ static const struct fg_workspace *live_find(const struct fg_config *cfg, const s
     return ws;
 }
 
+/* The workspace named[0..n) into m (ws, shard, type): cfg's index first, then the live one. */
+static enum fg_route_outcome lookup(const struct fg_config *cfg, const struct fg_live *live,
+                                    const char *name, size_t n, struct fg_route_match *m)
+{
+    m->ws = fg_index_find(cfg->index, name, n);
+    if (m->ws) {
+        m->shard = m->ws->shard;
+        m->wstype = m->ws->type;
+    } else if (live) {
+        m->ws = live_find(cfg, live, name, n, m);
+    }
+    if (m->ws == NULL)
+        return FG_ROUTE_UNKNOWN_WS;
+    return m->ws->phase == FG_WS_UNAVAILABLE ? FG_ROUTE_UNAVAILABLE : FG_ROUTE_OK;
+}
+
 /*
  * A shard route with resolveCluster (kcp's virtual-workspace mappings): the {cluster} segment,
  * else the one after the first /clusters/ in the path, is looked up so that authentication has
@@ -218,15 +234,9 @@ static enum fg_route_outcome resolve_cluster(const struct fg_config *cfg,
     if (!fg_index_valid_name(cl, cln))
         return FG_ROUTE_UNKNOWN_WS;
     uint32_t shard = m->shard;
-    m->ws = fg_index_find(cfg->index, cl, cln);
-    if (m->ws)
-        m->wstype = m->ws->type;
-    else if (live)
-        m->ws = live_find(cfg, live, cl, cln, m);
-    m->shard = shard;
-    if (m->ws == NULL)
-        return FG_ROUTE_UNKNOWN_WS;
-    return m->ws->phase == FG_WS_UNAVAILABLE ? FG_ROUTE_UNAVAILABLE : FG_ROUTE_OK;
+    enum fg_route_outcome o = lookup(cfg, live, cl, cln, m);
+    m->shard = shard; /* the route's, whatever the workspace's is */
+    return o;
 }
 
 enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct fg_live *live,
@@ -285,18 +295,7 @@ enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct
     m->rest_len = (size_t)(end - m->rest);
     if (!fg_index_valid_name(m->ws_name, m->ws_name_len))
         return FG_ROUTE_UNKNOWN_WS;
-    m->ws = fg_index_find(cfg->index, m->ws_name, m->ws_name_len);
-    if (m->ws) {
-        m->shard = m->ws->shard;
-        m->wstype = m->ws->type;
-    } else if (live) {
-        m->ws = live_find(cfg, live, m->ws_name, m->ws_name_len, m);
-    }
-    if (m->ws == NULL)
-        return FG_ROUTE_UNKNOWN_WS;
-    if (m->ws->phase == FG_WS_UNAVAILABLE)
-        return FG_ROUTE_UNAVAILABLE;
-    return FG_ROUTE_OK;
+    return lookup(cfg, live, m->ws_name, m->ws_name_len, m);
 }
 
 void fg_route_upstream_target(struct fg_buf *b, const struct fg_shard_cfg *shard,
