@@ -630,7 +630,7 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     const char *slash = strrchr(file, '/');
     cfg->dir = slash ? fg_strndup(file, (size_t)(slash - file) + (slash == file)) : fg_strdup(".");
     cfg->index = fg_index_new();
-    struct fg_cfgrd r = {{errs, cfg->file}, cfg, NULL};
+    struct fg_cfgrd r = {{errs, cfg->file, 0}, cfg, NULL};
     struct fg_ynode *root = fg_yaml_parse(cfg->file, text, len, errs);
     if (root == NULL)
         goto fail;

@@ -188,6 +188,7 @@ struct fg_kcp_cfg {
     struct fg_mark token_mark;
     struct fg_shard_cfg shards; /* how each discovered shard is proxied (no name, no url) */
     uint64_t watch_timeout_ms;  /* a watch is renewed after this (server-side timeoutSeconds) */
+    int workspace_auth; /* WorkspaceTypes and WorkspaceAuthenticationConfigurations, per shard */
     struct fg_mark mark;
 };
 

@@ -105,6 +105,10 @@ static void read_issuer(struct fg_rd *r, struct fg_ynode *n, struct fg_jwt_cfg *
             fg_rd_err(r, fg_yaml_get(n, "certificateAuthority")->val,
                       "jwt.issuer.certificateAuthority must hold PEM certificates");
         j->ca_pem = fg_strdup(ca);
+    } else if (caf && r->no_files) {
+        fg_rd_err(r, fg_yaml_get(n, "certificateAuthorityFile")->key,
+                  "jwt.issuer.certificateAuthorityFile is not allowed here (only "
+                  "certificateAuthority, the PEM text)");
     } else if (caf) {
         struct fg_buf path = {0};
         if (caf[0] == '/' || dir == NULL)
@@ -387,6 +391,35 @@ struct fg_jwt_cfg *fg_jwtcfg_read(struct fg_rd *r, struct fg_ynode *n, const cha
     return j;
 }
 
+/* jwt: [entries] into *out (grown as it reads). */
+static void read_jwt_list(struct fg_rd *r, struct fg_ypair *jwt, const char *dir,
+                          struct fg_jwt_cfg ***out, size_t *n)
+{
+    if (jwt == NULL || fg_yaml_is_null(jwt->val) || fg_rd_expect(r, jwt->val, FG_Y_SEQ, "jwt") != 0)
+        return;
+    if (jwt->val->nitems > 64)
+        fg_rd_err(r, jwt->val, "at most 64 jwt authenticators are allowed");
+    *out = fg_calloc(jwt->val->nitems, sizeof(struct fg_jwt_cfg *));
+    for (size_t i = 0; i < jwt->val->nitems; i++) {
+        struct fg_jwt_cfg *j = fg_jwtcfg_read(r, jwt->val->items[i], dir);
+        if (j)
+            (*out)[(*n)++] = j;
+    }
+}
+
+/* Nothing half-read: on any error since `before`, what was read is freed. */
+static int drop_on_error(struct fg_errs *errs, size_t before, struct fg_jwt_cfg ***out, size_t *n)
+{
+    if (errs->n == before)
+        return 0;
+    for (size_t i = 0; i < *n; i++)
+        fg_jwtcfg_free((*out)[i]);
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
+}
+
 int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cfg ***out, size_t *n)
 {
     size_t len, before = errs->n;
@@ -402,7 +435,7 @@ int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cf
     free(text);
     if (root == NULL)
         return -1;
-    struct fg_rd r = {errs, path};
+    struct fg_rd r = {errs, path, 0};
     const char *slash = strrchr(path, '/');
     char *dir = slash ? fg_strndup(path, (size_t)(slash - path)) : fg_strdup(".");
     if (fg_rd_expect(&r, root, FG_Y_MAP, "an AuthenticationConfiguration") != 0)
@@ -419,30 +452,36 @@ int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cf
     if (fg_yaml_get(root, "anonymous"))
         fg_rd_err(&r, fg_yaml_get(root, "anonymous")->key,
                   "anonymous authentication is not supported by frontgate");
-    struct fg_ypair *jwt = fg_yaml_get(root, "jwt");
+    struct fg_ypair *jwt = fg_yaml_get(root, "jwt"); /* asked for before the unknown keys */
     fg_rd_unknown(&r, root, "AuthenticationConfiguration", "apiVersion, kind, jwt");
-    if (jwt && !fg_yaml_is_null(jwt->val) && fg_rd_expect(&r, jwt->val, FG_Y_SEQ, "jwt") == 0) {
-        if (jwt->val->nitems > 64)
-            fg_rd_err(&r, jwt->val, "at most 64 jwt authenticators are allowed");
-        *out = fg_calloc(jwt->val->nitems, sizeof(struct fg_jwt_cfg *));
-        for (size_t i = 0; i < jwt->val->nitems; i++) {
-            struct fg_jwt_cfg *j = fg_jwtcfg_read(&r, jwt->val->items[i], dir);
-            if (j)
-                (*out)[(*n)++] = j;
-        }
-    }
+    read_jwt_list(&r, jwt, dir, out, n);
 out:
     free(dir);
     fg_yaml_free(root);
-    if (errs->n != before) {
-        for (size_t i = 0; i < *n; i++)
-            fg_jwtcfg_free((*out)[i]);
-        free(*out);
-        *out = NULL;
-        *n = 0;
+    return drop_on_error(errs, before, out, n);
+}
+
+int fg_jwtcfg_read_spec(const char *label, const char *text, size_t len, struct fg_errs *errs,
+                        struct fg_jwt_cfg ***out, size_t *n)
+{
+    size_t before = errs->n;
+    *out = NULL;
+    *n = 0;
+    struct fg_ynode *root = fg_yaml_parse(label, text, len, errs);
+    if (root == NULL)
         return -1;
+    struct fg_rd r = {errs, label, 1};
+    if (fg_rd_expect(&r, root, FG_Y_MAP, "spec") == 0) {
+        struct fg_ypair *jwt = fg_yaml_get(root, "jwt");
+        if (jwt == NULL || fg_yaml_is_null(jwt->val) ||
+            (jwt->val->kind == FG_Y_SEQ && jwt->val->nitems == 0))
+            fg_rd_err(&r, root, "spec.jwt: Required value");
+        else
+            read_jwt_list(&r, jwt, NULL, out, n);
+        fg_rd_unknown(&r, root, "spec", "jwt");
     }
-    return 0;
+    fg_yaml_free(root);
+    return drop_on_error(errs, before, out, n);
 }
 
 static void free_map(struct fg_claim_map *m)

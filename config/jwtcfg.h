@@ -58,6 +58,14 @@ struct fg_jwt_cfg *fg_jwtcfg_read(struct fg_rd *r, struct fg_ynode *n, const cha
 int fg_jwtcfg_read_file(const char *path, struct fg_errs *errs, struct fg_jwt_cfg ***out,
                         size_t *n);
 
+/*
+ * Reads a WorkspaceAuthenticationConfiguration's spec (`{jwt: [...]}`, as JSON or YAML text)
+ * into *out; label names it in errors ("label:line:column: ..."). kcp's rules: spec.jwt is
+ * required; certificateAuthorityFile is refused (a kcp object names no local file).
+ */
+int fg_jwtcfg_read_spec(const char *label, const char *text, size_t len, struct fg_errs *errs,
+                        struct fg_jwt_cfg ***out, size_t *n);
+
 void fg_jwtcfg_free(struct fg_jwt_cfg *j);
 
 #endif

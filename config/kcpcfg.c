@@ -58,7 +58,8 @@ static void read_from_kcp(struct fg_cfgrd *r, struct fg_ynode *n)
         k->shards.max_streams = 250;
     }
     fg_rd_duration(&r->rd, n, "watchTimeout", 300000, 1000, 3600000, &k->watch_timeout_ms);
-    fg_rd_unknown(&r->rd, n, sec, "rootShard, shards, watchTimeout");
+    fg_rd_bool(&r->rd, n, "workspaceAuthentication", 0, &k->workspace_auth);
+    fg_rd_unknown(&r->rd, n, sec, "rootShard, shards, watchTimeout, workspaceAuthentication");
 }
 
 void fg_cfg_read_index(struct fg_cfgrd *r, struct fg_ynode *root)
@@ -96,5 +97,6 @@ int fg_kcp_cfg_same_source(const struct fg_kcp_cfg *a, const struct fg_kcp_cfg *
     return same_str(a->root.url, b->root.url) && same_str(a->root.ca_file, b->root.ca_file) &&
            same_str(a->root.client_cert_file, b->root.client_cert_file) &&
            same_str(a->root.client_key_file, b->root.client_key_file) &&
-           same_str(a->token_file, b->token_file) && a->watch_timeout_ms == b->watch_timeout_ms;
+           same_str(a->token_file, b->token_file) && a->watch_timeout_ms == b->watch_timeout_ms &&
+           a->workspace_auth == b->workspace_auth;
 }

@@ -220,7 +220,7 @@ void fg_cfg_read_mapping(struct fg_cfgrd *r, struct fg_ynode *root)
     }
     struct fg_ynode *doc = fg_yaml_parse(cfg->mapping_file, text, len, r->rd.errs);
     free(text);
-    struct fg_cfgrd mr = {{r->rd.errs, cfg->mapping_file}, cfg, NULL};
+    struct fg_cfgrd mr = {{r->rd.errs, cfg->mapping_file, 0}, cfg, NULL};
     if (doc && fg_yaml_is_null(doc))
         fg_rd_err(&mr.rd, doc, "the mapping file has no entries");
     else if (doc &&

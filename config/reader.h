@@ -14,6 +14,7 @@
 struct fg_rd {
     struct fg_errs *errs;
     const char *file;
+    int no_files; /* the text is not the operator's (a kcp object): no keys that name files */
 };
 
 void fg_rd_err(struct fg_rd *r, const struct fg_ynode *n, const char *fmt, ...) FG_PRINTF(3, 4);

@@ -150,7 +150,7 @@ static size_t split_tabs(const char *line, size_t len, struct field *out, size_t
 
 int fg_config_load_index(struct fg_config *cfg, const char *path, struct fg_errs *errs)
 {
-    struct fg_cfgrd r = {{errs, cfg->file}, cfg, NULL};
+    struct fg_cfgrd r = {{errs, cfg->file, 0}, cfg, NULL};
     size_t len;
     char *text = fg_read_file(path, &len);
     size_t before = errs->n;

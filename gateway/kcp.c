@@ -4,6 +4,7 @@
  */
 #include "kcp.h"
 
+#include "kcpauth.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -44,6 +45,12 @@ static void live_free(void *arg)
 {
     struct fg_live *l = arg;
     fg_index_free(l->ix);
+    for (size_t i = 0; l->ltypes && i < l->ntypes; i++)
+        free(l->ltypes[i].authns);
+    free(l->ltypes);
+    for (size_t i = 0; i < l->nholds; i++)
+        fg_kcpauth_build_unref(l->holds[i]);
+    free(l->holds);
     free_strv(l->shards, l->nshards);
     free_strv(l->types, l->ntypes);
     free(l);
@@ -206,14 +213,17 @@ static int lcmap_del(struct lcmap *m, const char *cluster)
 /* ---- the source ----------------------------------------------------------- */
 
 enum rstate { R_IDLE, R_LISTING, R_WATCHING, R_WAITING };
+/* What a reflector lists and watches. */
+enum rkind { RK_SHARDS, RK_LCS, RK_TYPES, RK_WACS };
 
 struct kshard;
 struct fg_kcp;
 
 struct reflector {
     struct fg_kcp *k;
-    struct kshard *sh;    /* the shard whose logical clusters these are; NULL: the Shards */
-    const char *resource; /* for the log: "shards", "logicalclusters" */
+    struct kshard *sh; /* the shard whose objects these are; NULL: the Shards */
+    enum rkind kind;
+    const char *resource; /* for the log: "shards", "logicalclusters", ... */
     char *base;           /* scheme://host[:port][/base path], no trailing '/' */
     const char *path;     /* the collection, from the base */
     enum rstate state;
@@ -221,10 +231,11 @@ struct reflector {
     char *cont;           /* the list's continue token between pages */
     struct lcmap pending; /* logical clusters: what a list has read so far */
     struct shardmap *pending_shards;
-    struct fg_buf line; /* a watch event not yet complete */
-    int synced;         /* a whole list was applied once */
-    int dead;           /* stopped: a timer still holds it */
-    int timer;          /* a retry timer is set */
+    json_t *pending_items; /* WorkspaceTypes, WACs: what a list has read so far */
+    struct fg_buf line;    /* a watch event not yet complete */
+    int synced;            /* a whole list was applied once */
+    int dead;              /* stopped: a timer still holds it */
+    int timer;             /* a retry timer is set */
     uint64_t backoff_ms, watch_start_ms;
     unsigned long relists, restarts;
     char last_error[256];
@@ -234,9 +245,10 @@ struct reflector {
 struct kshard {
     char *name;
     char *base_url;
-    struct lcmap lcs;    /* its logical clusters, from its reflector */
-    struct reflector *r; /* watching its logical clusters */
-    int seen;            /* reconcile mark */
+    struct lcmap lcs;          /* its logical clusters, from its reflector */
+    struct reflector *r;       /* watching its logical clusters */
+    struct reflector *rt, *rw; /* its WorkspaceTypes and WACs (workspaceAuthentication) */
+    int seen;                  /* reconcile mark */
     struct kshard *next;
 };
 
@@ -253,7 +265,8 @@ struct fg_kcp {
     struct stat token_st;
     uint64_t watch_timeout_ms;
     struct reflector *shards_r;
-    struct kshard *shards; /* sorted by name */
+    struct kshard *shards;   /* sorted by name */
+    struct fg_kcpauth *auth; /* workspaceAuthentication: NULL when off */
     fg_kcp_shards_fn shards_changed;
     void *arg;
     int waiting; /* counted in sources_waiting */
@@ -345,6 +358,7 @@ static void reflector_free(struct reflector *r)
 {
     lcmap_clear(&r->pending);
     shardmap_free(r->pending_shards);
+    json_decref(r->pending_items);
     fg_buf_free(&r->line);
     free(r->cont);
     free(r->base);
@@ -389,19 +403,50 @@ static void reflector_stop(struct reflector *r)
         reflector_free(r);
 }
 
-static struct reflector *reflector_new(struct fg_kcp *k, struct kshard *sh, const char *base)
+static struct reflector *reflector_new(struct fg_kcp *k, struct kshard *sh, const char *base,
+                                       enum rkind kind)
 {
+    static const char *const resources[] = {"shards", "logicalclusters", "workspacetypes",
+                                            "workspaceauthenticationconfigurations"};
+    static const char *const paths[] = {
+        "/clusters/root/apis/core.kcp.io/v1alpha1/shards",
+        "/clusters/*/apis/core.kcp.io/v1alpha1/logicalclusters",
+        "/clusters/*/apis/tenancy.kcp.io/v1alpha1/workspacetypes",
+        "/clusters/*/apis/tenancy.kcp.io/v1alpha1/workspaceauthenticationconfigurations",
+    };
     struct reflector *r = fg_calloc(1, sizeof(*r));
     r->k = k;
     r->sh = sh;
+    r->kind = kind;
     size_t n = strlen(base);
     while (n > 0 && base[n - 1] == '/')
         n--;
     r->base = fg_strndup(base, n);
-    r->resource = sh ? "logicalclusters" : "shards";
-    r->path = sh ? "/clusters/*/apis/core.kcp.io/v1alpha1/logicalclusters"
-                 : "/clusters/root/apis/core.kcp.io/v1alpha1/shards";
+    r->resource = resources[kind];
+    r->path = paths[kind];
     return r;
+}
+
+/* The shard's reflectors: its logical clusters, and with workspaceAuthentication its
+ * WorkspaceTypes and WACs. */
+static void shard_watch(struct fg_kcp *k, struct kshard *s)
+{
+    s->r = reflector_new(k, s, s->base_url, RK_LCS);
+    start_list(s->r);
+    if (k->auth == NULL)
+        return;
+    s->rt = reflector_new(k, s, s->base_url, RK_TYPES);
+    start_list(s->rt);
+    s->rw = reflector_new(k, s, s->base_url, RK_WACS);
+    start_list(s->rw);
+}
+
+static void shard_unwatch(struct kshard *s)
+{
+    reflector_stop(s->r);
+    reflector_stop(s->rt);
+    reflector_stop(s->rw);
+    s->r = s->rt = s->rw = NULL;
 }
 
 static void fail(struct reflector *r, int relist, const char *fmt, ...) FG_PRINTF(3, 4);
@@ -511,9 +556,11 @@ static struct kshard *find_shard(struct fg_kcp *k, const char *name)
     return NULL;
 }
 
-static void kshard_free(struct kshard *s)
+static void kshard_free(struct fg_kcp *k, struct kshard *s)
 {
-    reflector_stop(s->r);
+    shard_unwatch(s);
+    if (k->auth && fg_kcpauth_drop_shard(k->auth, s->name))
+        k->dirty = 1;
     lcmap_clear(&s->lcs);
     free(s->name);
     free(s->base_url);
@@ -544,7 +591,7 @@ static int reconcile(struct fg_kcp *k, const struct shardmap *m)
         if (s) {
             /* A new baseURL: its logical clusters are listed again there. */
             fg_log(FG_LOG_INFO, "kcp shard %s: baseURL is now %s", s->name, m->urls[i]);
-            reflector_stop(s->r);
+            shard_unwatch(s);
             free(s->base_url);
             s->base_url = fg_strdup(m->urls[i]);
         } else {
@@ -556,8 +603,7 @@ static int reconcile(struct fg_kcp *k, const struct shardmap *m)
                    s->base_url);
         }
         s->seen = 1;
-        s->r = reflector_new(k, s, s->base_url);
-        start_list(s->r);
+        shard_watch(k, s);
         changed = 1;
     }
     struct kshard **pp = &k->shards;
@@ -570,7 +616,7 @@ static int reconcile(struct fg_kcp *k, const struct shardmap *m)
         fg_log(FG_LOG_INFO, "kcp shard %s: gone; its %zu workspaces leave the index", s->name,
                s->lcs.n);
         *pp = s->next;
-        kshard_free(s);
+        kshard_free(k, s);
         k->dirty = 1;
         changed = 1;
     }
@@ -617,26 +663,40 @@ static void apply_shard_event(struct reflector *r, const char *type, json_t *obj
 
 /* ---- list ------------------------------------------------------------------- */
 
+/* Forgets what an unfinished list had read. */
+static void pending_clear(struct reflector *r)
+{
+    free(r->cont);
+    r->cont = NULL;
+    lcmap_clear(&r->pending);
+    shardmap_free(r->pending_shards);
+    r->pending_shards = NULL;
+    json_decref(r->pending_items);
+    r->pending_items = NULL;
+}
+
+static enum fg_kcpauth_kind auth_kind(const struct reflector *r)
+{
+    return r->kind == RK_WACS ? FG_KCPAUTH_WACS : FG_KCPAUTH_TYPES;
+}
+
 static void list_done(void *arg, const struct fg_fetch_resp *resp)
 {
     struct reflector *r = arg;
     if (resp->status == 410 && r->cont) {
         /* the continue token expired: the list starts over */
-        free(r->cont);
-        r->cont = NULL;
-        lcmap_clear(&r->pending);
-        shardmap_free(r->pending_shards);
-        r->pending_shards = NULL;
+        pending_clear(r);
         start_list(r);
         return;
     }
     if (resp->status != 200) {
-        free(r->cont);
-        r->cont = NULL;
-        lcmap_clear(&r->pending);
-        shardmap_free(r->pending_shards);
-        r->pending_shards = NULL;
-        if (resp->status)
+        pending_clear(r);
+        if (resp->status == 404 && (r->kind == RK_TYPES || r->kind == RK_WACS))
+            fail(r, 1,
+                 "list answered HTTP 404: this kcp does not serve tenancy.kcp.io/v1alpha1 %s "
+                 "(index.fromKcp.workspaceAuthentication needs kcp v0.30 or later)",
+                 r->resource);
+        else if (resp->status)
             fail(r, 1, "list answered HTTP %d", resp->status);
         else
             fail(r, 1, "list failed: %s", resp->error ? resp->error : "no answer");
@@ -649,27 +709,27 @@ static void list_done(void *arg, const struct fg_fetch_resp *resp)
     const char *rv = jstr(meta, "resourceVersion");
     if (!json_is_array(items) || rv == NULL || strlen(rv) >= sizeof(r->rv)) {
         json_decref(doc);
-        free(r->cont);
-        r->cont = NULL;
-        lcmap_clear(&r->pending);
-        shardmap_free(r->pending_shards);
-        r->pending_shards = NULL;
+        pending_clear(r);
         fail(r, 1, "list answer is not a Kubernetes list");
         return;
     }
-    if (r->sh == NULL && r->pending_shards == NULL)
+    if (r->kind == RK_SHARDS && r->pending_shards == NULL)
         r->pending_shards = fg_calloc(1, sizeof(struct shardmap));
+    if ((r->kind == RK_TYPES || r->kind == RK_WACS) && r->pending_items == NULL)
+        r->pending_items = json_array();
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it)
     {
-        if (r->sh) {
+        if (r->kind == RK_LCS) {
             apply_lc(r, &r->pending, "ADDED", it);
-        } else {
+        } else if (r->kind == RK_SHARDS) {
             const char *name, *url;
             shard_of(it, &name, &url);
             if (name && url)
                 shardmap_add(r->pending_shards, name, url);
+        } else {
+            json_array_append(r->pending_items, it);
         }
     }
     const char *cont = jstr(meta, "continue");
@@ -685,7 +745,19 @@ static void list_done(void *arg, const struct fg_fetch_resp *resp)
     r->relists++;
     r->backoff_ms = 0;
     r->last_error[0] = '\0';
-    if (r->sh) {
+    if (r->kind == RK_TYPES || r->kind == RK_WACS) {
+        /* the shard's objects of this kind become what the list said, in one step */
+        if (fg_kcpauth_replace(r->k->auth, auth_kind(r), where(r), r->pending_items))
+            r->k->dirty = 1;
+        fg_log(FG_LOG_INFO, "kcp shard %s: %zu %s listed (resourceVersion %s)", where(r),
+               json_array_size(r->pending_items), r->resource, r->rv);
+        json_decref(r->pending_items);
+        r->pending_items = NULL;
+        r->synced = 1;
+        update_waiting(r->k);
+        schedule_publish(r->k);
+        start_watch(r);
+    } else if (r->kind == RK_LCS) {
         /* the shard's logical clusters become what the list said, in one step */
         lcmap_clear(&r->sh->lcs);
         r->sh->lcs = r->pending;
@@ -777,11 +849,17 @@ static int watch_event(struct reflector *r, const char *p, size_t n)
             fail(r, 1, "watch sent an event of an unknown type");
             return -1;
         }
-        if (r->sh) {
+        if (r->kind == RK_LCS) {
             apply_lc(r, &r->sh->lcs, type, obj);
             schedule_publish(r->k);
-        } else {
+        } else if (r->kind == RK_SHARDS) {
             apply_shard_event(r, type, obj);
+        } else {
+            int del = strcmp(type, "DELETED") == 0;
+            if (del ? fg_kcpauth_del(r->k->auth, auth_kind(r), where(r), obj)
+                    : fg_kcpauth_put(r->k->auth, auth_kind(r), where(r), obj))
+                r->k->dirty = 1;
+            schedule_publish(r->k);
         }
     }
     note_rv(r, obj);
@@ -921,6 +999,12 @@ static void publish(struct fg_kcp *k)
                     dups++;
             }
     }
+    if (k->auth) {
+        size_t hcap = 0;
+        l->ltypes = fg_calloc(l->ntypes ? l->ntypes : 1, sizeof(*l->ltypes));
+        for (size_t i = 0; i < l->ntypes; i++)
+            fg_kcpauth_type(k->auth, l->types[i], &l->ltypes[i], &l->holds, &l->nholds, &hcap);
+    }
     uint64_t took = (mono_us() - t0) / 1000;
     k->last_build_ms = took;
     if (dups)
@@ -974,7 +1058,7 @@ static int synced(const struct fg_kcp *k)
     if (!k->shards_r->synced)
         return 0;
     for (struct kshard *s = k->shards; s; s = s->next)
-        if (!s->r->synced)
+        if (!s->r->synced || (s->rt && !s->rt->synced) || (s->rw && !s->rw->synced))
             return 0;
     return 1;
 }
@@ -992,7 +1076,8 @@ static void update_waiting(struct fg_kcp *k)
     }
     __atomic_add_fetch(&sources_waiting, waiting ? 1 : -1, __ATOMIC_RELAXED);
     if (!waiting)
-        fg_log(FG_LOG_INFO, "kcp: every shard has synced its logical clusters");
+        fg_log(FG_LOG_INFO, "kcp: every shard has synced its logical clusters%s",
+               k->auth ? ", WorkspaceTypes and WorkspaceAuthenticationConfigurations" : "");
 }
 
 char *fg_kcp_waits_for(struct fg_kcp *k)
@@ -1007,12 +1092,15 @@ char *fg_kcp_waits_for(struct fg_kcp *k)
         return fg_buf_take(&b);
     }
     for (struct kshard *s = k->shards; s; s = s->next) {
-        if (s->r->synced)
-            continue;
-        fg_buf_printf(&b, "%skcp shard %s has not listed its logical clusters", b.len ? "; " : "",
-                      s->name);
-        if (s->r->last_error[0])
-            fg_buf_printf(&b, " (%s)", s->r->last_error);
+        struct reflector *rs[] = {s->r, s->rt, s->rw};
+        for (size_t i = 0; i < 3; i++) {
+            if (rs[i] == NULL || rs[i]->synced)
+                continue;
+            fg_buf_printf(&b, "%skcp shard %s has not listed its %s", b.len ? "; " : "", s->name,
+                          i == 0 ? "logical clusters" : rs[i]->resource);
+            if (rs[i]->last_error[0])
+                fg_buf_printf(&b, " (%s)", rs[i]->last_error);
+        }
     }
     return fg_buf_take(&b);
 }
@@ -1046,9 +1134,11 @@ struct fg_kcp *fg_kcp_start(const struct fg_config *cfg, struct fg_fetcher *f,
             return NULL;
         }
     }
+    if (kc->workspace_auth)
+        k->auth = fg_kcpauth_new(f, cfg->token_cache_size, cfg->token_cache_ttl_ms);
     k->waiting = 1;
     __atomic_add_fetch(&sources_waiting, 1, __ATOMIC_RELAXED);
-    k->shards_r = reflector_new(k, NULL, kc->root.url);
+    k->shards_r = reflector_new(k, NULL, kc->root.url, RK_SHARDS);
     fg_log(FG_LOG_INFO, "kcp: listing and watching Shards at %s", k->shards_r->base);
     start_list(k->shards_r);
     return k;
@@ -1062,10 +1152,12 @@ void fg_kcp_stop(struct fg_kcp *k)
     while (k->shards) {
         struct kshard *s = k->shards;
         k->shards = s->next;
-        kshard_free(s);
+        kshard_free(k, s);
     }
     if (k->waiting)
         __atomic_sub_fetch(&sources_waiting, 1, __ATOMIC_RELAXED);
+    fg_kcpauth_free(k->auth);
+    k->auth = NULL;
     SSL_CTX_free(k->tls);
     if (k->token) {
         OPENSSL_cleanse(k->token, strlen(k->token));

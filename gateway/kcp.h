@@ -22,6 +22,7 @@
 
 #include "../auth/fetch.h"
 #include "../config/config.h"
+#include "kcpauth.h"
 
 struct fg_live {
     int refs; /* atomic */
@@ -31,6 +32,10 @@ struct fg_live {
     size_t nshards;
     char **types;
     size_t ntypes;
+    /* workspaceAuthentication: per types[i], what kcp's WorkspaceType says (else NULL) */
+    struct fg_live_type *ltypes;
+    struct fg_kcpauth_build **holds; /* the WAC builds ltypes use */
+    size_t nholds;
     struct fg_fetcher *reaper; /* where the last reference is freed */
 };
 

@@ -138,6 +138,12 @@ static void auth_start(struct fg_exchange *ex)
         sp->nws = t->nauthns;
         sp->ctx = r->match.wstype;
         sp->cluster = r->match.ws->cluster;
+    } else if (!sp->unknown_ws && r->match.ws && r->match.ltype) {
+        /* kcp's WorkspaceType: its WACs, pinned by the request's index generation */
+        sp->ws = r->match.ltype->authns;
+        sp->nws = r->match.ltype->nauthns;
+        sp->ctx = r->match.ltype->ctx;
+        sp->cluster = r->match.ws->cluster;
     }
     sp->drop_groups = s->cfg->drop_groups;
     sp->ndrop_groups = s->cfg->ndrop_groups;

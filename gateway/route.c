@@ -194,8 +194,13 @@ static const struct fg_workspace *live_find(const struct fg_config *cfg, const s
         fg_config_shard_index(cfg, l->shards[ws->shard], cfg->nstatic_shards, &m->shard) != 0)
         return NULL;
     if (ws->type == FG_WS_NO_TYPE || ws->type >= l->ntypes ||
-        fg_config_wstype_index(cfg, l->types[ws->type], &m->wstype) != 0)
+        fg_config_wstype_index(cfg, l->types[ws->type], &m->wstype) != 0) {
         m->wstype = FG_WS_NO_TYPE;
+        /* not in the config: kcp's own WorkspaceType, when frontgate watches them */
+        if (ws->type != FG_WS_NO_TYPE && ws->type < l->ntypes && l->ltypes &&
+            l->ltypes[ws->type].known)
+            m->ltype = &l->ltypes[ws->type];
+    }
     return ws;
 }
 

@@ -33,6 +33,7 @@ struct fg_route_match {
     const struct fg_workspace *ws; /* NULL for shard routes; in cfg->index or the live index */
     uint32_t shard;                /* into the config's shards */
     uint32_t wstype;               /* into the config's workspace types, or FG_WS_NO_TYPE */
+    const struct fg_live_type *ltype; /* kcp's WorkspaceType, when the config has no such type */
     const char *path;              /* the request path (no query) */
     size_t path_len;
     const char *query; /* after '?', or NULL */
@@ -58,7 +59,8 @@ struct fg_live;
  * Resolves target (the raw request-target) against cfg. Workspace paths are looked up in
  * cfg's own index first, then in live (the index fed from kcp; may be NULL), whose workspaces
  * name their shard and type: a shard cfg does not have (yet) makes the workspace unknown, a
- * type it does not configure means no workspace authenticators.
+ * type it does not configure is kcp's WorkspaceType (m->ltype, with
+ * index.fromKcp.workspaceAuthentication) or else no workspace authenticators.
  */
 enum fg_route_outcome fg_route_resolve(const struct fg_config *cfg, const struct fg_live *live,
                                        const char *target, size_t target_len,

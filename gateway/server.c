@@ -377,9 +377,11 @@ static void reload(struct server *srv)
     struct fg_snapshot *cur = fg_snapshot_current();
     struct fg_snapshot *s = load(srv, &errs);
     if (s && !fg_kcp_cfg_same_source(s->cfg->kcp, cur->cfg->kcp)) {
-        fg_errs_add(&errs, srv->config_file, 0, 0,
-                    "index.fromKcp (rootShard, watchTimeout) cannot be added, removed or changed "
-                    "on reload; restart frontgate to apply it");
+        fg_errs_add(
+            &errs, srv->config_file, 0, 0,
+            "index.fromKcp (rootShard, watchTimeout, workspaceAuthentication) cannot be added, "
+            "removed or changed "
+            "on reload; restart frontgate to apply it");
         fg_snapshot_unref(s);
         s = NULL;
     }

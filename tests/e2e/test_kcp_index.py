@@ -21,6 +21,12 @@ from conftest import Frontgate, request
 
 LC_PATH = "/clusters/*/apis/core.kcp.io/v1alpha1/logicalclusters"
 SHARD_PATH = "/clusters/root/apis/core.kcp.io/v1alpha1/shards"
+# index.fromKcp.workspaceAuthentication (test_kcp_wac.py): kept by name in KcpShard.objs
+OBJ_PATHS = {
+    "/clusters/*/apis/tenancy.kcp.io/v1alpha1/workspacetypes": "workspacetypes",
+    "/clusters/*/apis/tenancy.kcp.io/v1alpha1/workspaceauthenticationconfigurations":
+        "workspaceauthenticationconfigurations",
+}
 
 
 def lc(cluster, path=None, type_=None, phase="Ready", deleting=False):
@@ -55,9 +61,12 @@ class KcpShard:
         self.lcs = {}        # cluster -> object
         self.shards = {}     # name -> baseURL
         self.watches = []    # (resource, queue)
-        self.lists = {"logicalclusters": 0, "shards": 0}
+        self.objs = {res: {} for res in OBJ_PATHS.values()}  # resource -> key -> object
+        self.lists = {"logicalclusters": 0, "shards": 0, **{res: 0 for res in self.objs}}
         self.fail_lists = 0  # the next N lists answer 500
+        self.not_served = set()  # resources answered 404 (a kcp without them)
         self.forwarded = []
+        self.heads = []  # (path, [(name, value)]) of what was forwarded, in wire order
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -118,6 +127,18 @@ class KcpShard:
         if not quiet:
             self._event("shards", "ADDED" if new else "MODIFIED", obj)
 
+    def put_obj(self, resource, key, obj, quiet=False):
+        with self.lock:
+            new = key not in self.objs[resource]
+            self.objs[resource][key] = obj
+        if not quiet:
+            self._event(resource, "ADDED" if new else "MODIFIED", obj)
+
+    def delete_obj(self, resource, key):
+        with self.lock:
+            obj = self.objs[resource].pop(key)
+        self._event(resource, "DELETED", obj)
+
     def send_raw(self, resource, data):
         with self.lock:
             for res, q in self.watches:
@@ -145,9 +166,20 @@ class KcpShard:
 
     def _serve(self, h):
         path, _, query = h.path.partition("?")
-        resource = "logicalclusters" if path == LC_PATH else "shards" if path == SHARD_PATH else None
+        resource = ("logicalclusters" if path == LC_PATH else "shards" if path == SHARD_PATH
+                    else OBJ_PATHS.get(path))
+        if resource in self.not_served:
+            body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404}).encode()
+            h.send_response(404)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
         if resource is None:
             self.forwarded.append(h.path)
+            self.heads.append((h.path, list(h.headers.items())))
             body = json.dumps({"path": h.path}).encode()
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
@@ -192,6 +224,8 @@ class KcpShard:
                 status = 200
                 if resource == "logicalclusters":
                     items = [self._obj(resource, o) for o in self.lcs.values()]
+                elif resource in self.objs:
+                    items = [self._obj(resource, o) for o in self.objs[resource].values()]
                 else:
                     items = [self._obj(resource, {"apiVersion": "core.kcp.io/v1alpha1",
                                                   "kind": "Shard", "metadata": {"name": n},
@@ -344,7 +378,8 @@ def test_reload_cannot_change_the_kcp_source(kcp, fg):
     text = open(fg.config_path).read()
     fg.write("frontgate.yaml", text.replace(kcp.url, "http://127.0.0.1:9"))
     fg.hup(expect_ok=False)
-    fg.wait_log(r"index.fromKcp \(rootShard, watchTimeout\) cannot be added, removed or changed")
+    fg.wait_log(r"index.fromKcp \(rootShard, watchTimeout, workspaceAuthentication\) cannot be "
+                r"added, removed or changed")
     assert status(fg, "/clusters/root:org/api") == 200
 
 
