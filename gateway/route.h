@@ -30,11 +30,11 @@ enum fg_route_outcome {
 
 struct fg_route_match {
     const struct fg_route_cfg *route;
-    const struct fg_workspace *ws; /* NULL for shard routes; in cfg->index or the live index */
-    uint32_t shard;                /* into the config's shards */
-    uint32_t wstype;               /* into the config's workspace types, or FG_WS_NO_TYPE */
+    const struct fg_workspace *ws;    /* NULL for shard routes; in cfg->index or the live index */
+    uint32_t shard;                   /* into the config's shards */
+    uint32_t wstype;                  /* into the config's workspace types, or FG_WS_NO_TYPE */
     const struct fg_live_type *ltype; /* kcp's WorkspaceType, when the config has no such type */
-    const char *path;              /* the request path (no query) */
+    const char *path;                 /* the request path (no query) */
     size_t path_len;
     const char *query; /* after '?', or NULL */
     size_t query_len;
