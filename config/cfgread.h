@@ -46,6 +46,11 @@ void fg_cfg_read_authentication(struct fg_cfgrd *r, struct fg_ynode *root);
 void fg_cfg_read_wstypes(struct fg_cfgrd *r, struct fg_ynode *root);
 void fg_cfg_tokenreview_free(struct fg_tokenreview_cfg *t);
 
+/* kubecfg.c: rootShard from a kubeconfig's context (NULL: its current-context); errors at `at`
+ * when the file cannot be read, else in the kubeconfig */
+void fg_cfg_read_kubeconfig(struct fg_cfgrd *r, struct fg_ynode *at, struct fg_kcp_cfg *k,
+                            const char *file, const char *context);
+
 /* kcpcfg.c */
 void fg_cfg_read_index(struct fg_cfgrd *r, struct fg_ynode *root);
 void fg_kcp_cfg_free(struct fg_kcp_cfg *k);

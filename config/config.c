@@ -6,6 +6,7 @@
 #include "reader.h"
 
 #include <ctype.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,6 +803,12 @@ void fg_cfg_shard_free(struct fg_shard_cfg *s)
     free(s->client_cert_file);
     free(s->client_key_file);
     free(s->server_name);
+    free(s->ca_pem);
+    free(s->client_cert_pem);
+    if (s->client_key_pem) {
+        OPENSSL_cleanse(s->client_key_pem, strlen(s->client_key_pem));
+        free(s->client_key_pem);
+    }
     if (s->mint) {
         free(s->mint->issuer);
         free(s->mint->key_file);

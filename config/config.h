@@ -74,6 +74,8 @@ struct fg_shard_cfg {
     char *client_cert_file;
     char *client_key_file;
     char *server_name; /* TLS SNI and verified name; defaults to host */
+    /* instead of the files: PEM text (a kubeconfig's *-data; the key is wiped when freed) */
+    char *ca_pem, *client_cert_pem, *client_key_pem;
     enum fg_identity_mode identity;
     struct fg_mint_cfg *mint; /* FG_IDENTITY_MINT */
     enum fg_shard_proto protocol;
@@ -185,6 +187,9 @@ struct fg_limits {
 struct fg_kcp_cfg {
     struct fg_shard_cfg root; /* rootShard: url (parsed), caFile, clientCertFile/KeyFile */
     char *token_file;         /* rootShard.tokenFile: a bearer token, re-read when it changes */
+    char *token;              /* a kubeconfig user's token (secret: never logged; wiped) */
+    char *kubeconfig;         /* rootShard.kubeconfig, resolved; NULL without one */
+    char *context;            /* rootShard.context */
     struct fg_mark token_mark;
     struct fg_shard_cfg shards; /* how each discovered shard is proxied (no name, no url) */
     uint64_t watch_timeout_ms;  /* a watch is renewed after this (server-side timeoutSeconds) */

@@ -3,6 +3,7 @@
  */
 #include "cfgread.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,25 @@ static void read_root_shard(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_kc
     s->mark = fg_cfg_mark(r, n);
     if (fg_rd_expect(&r->rd, n, FG_Y_MAP, sec) != 0)
         return;
+    const char *kube = fg_rd_str(&r->rd, n, "kubeconfig", 0, sec);
+    const char *ctx = fg_rd_str(&r->rd, n, "context", 0, sec);
+    if (kube) {
+        static const char *const own[] = {"url", "caFile", "clientCertFile", "clientKeyFile",
+                                          "tokenFile"};
+        for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+            if (fg_yaml_get(n, own[i]))
+                fg_rd_err(&r->rd, fg_yaml_get(n, own[i])->key,
+                          "%s: %s cannot be combined with kubeconfig (which names the server "
+                          "and the credential)",
+                          sec, own[i]);
+        fg_rd_unknown(&r->rd, n, sec, "kubeconfig, context");
+        if (ctx)
+            k->context = fg_strdup(ctx);
+        fg_cfg_read_kubeconfig(r, fg_yaml_get(n, "kubeconfig")->val, k, kube, ctx);
+        return;
+    }
+    if (ctx)
+        fg_rd_err(&r->rd, fg_yaml_get(n, "context")->key, "%s: context needs a kubeconfig", sec);
     const char *url = fg_rd_str(&r->rd, n, "url", 1, sec);
     if (url) {
         const char *why = NULL;
@@ -33,7 +53,8 @@ static void read_root_shard(struct fg_cfgrd *r, struct fg_ynode *n, struct fg_kc
                   "%s: needs a credential to list and watch kcp: tokenFile, or clientCertFile "
                   "and clientKeyFile",
                   sec);
-    fg_rd_unknown(&r->rd, n, sec, "url, caFile, clientCertFile, clientKeyFile, tokenFile");
+    fg_rd_unknown(&r->rd, n, sec,
+                  "url, caFile, clientCertFile, clientKeyFile, tokenFile (or kubeconfig, context)");
 }
 
 static void read_from_kcp(struct fg_cfgrd *r, struct fg_ynode *n)
@@ -82,6 +103,12 @@ void fg_kcp_cfg_free(struct fg_kcp_cfg *k)
     fg_cfg_shard_free(&k->root);
     fg_cfg_shard_free(&k->shards);
     free(k->token_file);
+    if (k->token) {
+        OPENSSL_cleanse(k->token, strlen(k->token));
+        free(k->token);
+    }
+    free(k->kubeconfig);
+    free(k->context);
     free(k);
 }
 
@@ -95,6 +122,7 @@ int fg_kcp_cfg_same_source(const struct fg_kcp_cfg *a, const struct fg_kcp_cfg *
     if (a == NULL || b == NULL)
         return a == b;
     return same_str(a->root.url, b->root.url) && same_str(a->root.ca_file, b->root.ca_file) &&
+           same_str(a->kubeconfig, b->kubeconfig) && same_str(a->context, b->context) &&
            same_str(a->root.client_cert_file, b->root.client_cert_file) &&
            same_str(a->root.client_key_file, b->root.client_key_file) &&
            same_str(a->token_file, b->token_file) && a->watch_timeout_ms == b->watch_timeout_ms &&

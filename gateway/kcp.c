@@ -312,7 +312,7 @@ static void shardmap_add(struct shardmap *m, const char *name, const char *url)
 static const char *bearer(struct fg_kcp *k)
 {
     if (k->token_path == NULL)
-        return NULL;
+        return k->token; /* a kubeconfig's inline token, or none */
     struct stat st;
     if (stat(k->token_path, &st) != 0)
         return k->token;
@@ -1123,7 +1123,11 @@ struct fg_kcp *fg_kcp_start(const struct fg_config *cfg, struct fg_fetcher *f,
             return NULL;
         }
     }
-    if (kc->token_file) {
+    if (kc->token) {
+        size_t n = strlen(kc->token) + 8;
+        k->token = fg_malloc(n);
+        snprintf(k->token, n, "Bearer %s", kc->token);
+    } else if (kc->token_file) {
         k->token_path = fg_config_path(cfg, kc->token_file);
         if (bearer(k) == NULL) {
             fg_cfg_file_err(errs, &kc->token_mark, k->token_path,

@@ -3,6 +3,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <errno.h>
@@ -184,6 +185,49 @@ SSL_CTX *fg_tls_server_ctx(const struct fg_config *cfg, const struct fg_listener
     return ctx;
 }
 
+/* PEM text (a kubeconfig's *-data) into ctx: CA certificates, or a chain and its key. */
+static int load_pem_cas(SSL_CTX *ctx, const char *pem)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    int n = 0;
+    for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *info = sk_X509_INFO_value(infos, i);
+        if (info->x509 && X509_STORE_add_cert(store, info->x509) == 1)
+            n++;
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(bio);
+    return n > 0 ? 0 : -1;
+}
+
+static int load_pem_pair(SSL_CTX *ctx, const char *cert_pem, const char *key_pem)
+{
+    int rc = -1;
+    BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+    X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1)
+        goto out;
+    X509 *extra;
+    while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+        if (SSL_CTX_add0_chain_cert(ctx, extra) != 1) {
+            X509_free(extra);
+            goto out;
+        }
+    ERR_clear_error(); /* the end of the chain */
+    BIO *kb = BIO_new_mem_buf(key_pem, -1);
+    EVP_PKEY *key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+    BIO_free(kb);
+    if (key && SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1)
+        rc = 0;
+    EVP_PKEY_free(key);
+out:
+    X509_free(leaf);
+    BIO_free(bio);
+    return rc;
+}
+
 SSL_CTX *fg_tls_client_ctx(const struct fg_config *cfg, const struct fg_shard_cfg *s,
                            struct fg_errs *errs)
 {
@@ -192,7 +236,13 @@ SSL_CTX *fg_tls_client_ctx(const struct fg_config *cfg, const struct fg_shard_cf
     harden(ctx);
     ERR_clear_error();
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (s->ca_file) {
+    if (s->ca_pem) {
+        if (load_pem_cas(ctx, s->ca_pem) != 0) {
+            fg_errs_add(errs, s->mark.file, s->mark.line, s->mark.col,
+                        "certificate-authority-data holds no PEM certificate: %s", ssl_reason(CA));
+            rc = -1;
+        }
+    } else if (s->ca_file) {
         char *ca = fg_config_path(cfg, s->ca_file);
         rc = readable(errs, &s->ca_mark, "cannot load shard caFile", ca);
         if (rc == 0 && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
@@ -205,7 +255,16 @@ SSL_CTX *fg_tls_client_ctx(const struct fg_config *cfg, const struct fg_shard_cf
                     "shard \"%s\": cannot load the system CA store: %s", s->name, ssl_reason(CA));
         rc = -1;
     }
-    if (rc == 0 && s->client_cert_file) {
+    if (rc == 0 && s->client_cert_pem) {
+        ERR_clear_error();
+        if (load_pem_pair(ctx, s->client_cert_pem, s->client_key_pem) != 0) {
+            fg_errs_add(errs, s->mark.file, s->mark.line, s->mark.col,
+                        "client-certificate-data and client-key-data do not load as a "
+                        "certificate and its key: %s",
+                        ssl_reason(KEY));
+            rc = -1;
+        }
+    } else if (rc == 0 && s->client_cert_file) {
         char *cert = fg_config_path(cfg, s->client_cert_file);
         char *key = fg_config_path(cfg, s->client_key_file);
         rc = load_pair(ctx, "shard clientCertFile", cert, &s->client_cert_mark,

@@ -55,7 +55,9 @@ def closed(sock):
 class KcpShard:
     """One kcp shard: Shards (when it is the root), LogicalClusters, and a shard's answers."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: an ssl.SSLContext (server side) to serve https with; its client certificate,
+        when one is asked for and sent, is recorded per list and watch (list_heads)."""
         self.rv = 100
         self.lock = threading.Condition()
         self.lcs = {}        # cluster -> object
@@ -67,6 +69,7 @@ class KcpShard:
         self.not_served = set()  # resources answered 404 (a kcp without them)
         self.forwarded = []
         self.heads = []  # (path, [(name, value)]) of what was forwarded, in wire order
+        self.list_heads = []  # (resource, Authorization header, client certificate CN or None)
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -80,7 +83,11 @@ class KcpShard:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self):
@@ -177,6 +184,15 @@ class KcpShard:
             h.end_headers()
             h.wfile.write(body)
             return
+        if resource is not None:
+            cn = None
+            getpeercert = getattr(h.connection, "getpeercert", None)
+            cert = getpeercert() if getpeercert else None
+            for rdn in (cert or {}).get("subject", ()):
+                for k, v in rdn:
+                    if k == "commonName":
+                        cn = v
+            self.list_heads.append((resource, h.headers.get("Authorization"), cn))
         if resource is None:
             self.forwarded.append(h.path)
             self.heads.append((h.path, list(h.headers.items())))
