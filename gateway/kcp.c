@@ -1173,6 +1173,38 @@ void fg_kcp_stop(struct fg_kcp *k)
         free(k);
 }
 
+SSL_CTX *fg_kcp_prepare_tls(struct fg_kcp *k, const struct fg_config *cfg, struct fg_errs *errs,
+                            int *failed)
+{
+    *failed = 0;
+    if (k == NULL || cfg->kcp == NULL || !cfg->kcp->root.https)
+        return NULL;
+    SSL_CTX *ctx = fg_tls_client_ctx(cfg, &cfg->kcp->root, errs);
+    *failed = ctx == NULL;
+    return ctx;
+}
+
+void fg_kcp_commit_tls(struct fg_kcp *k, const struct fg_config *cfg, SSL_CTX *ctx)
+{
+    if (k == NULL)
+        return;
+    if (ctx) {
+        /* fetches under way keep the old context (each SSL holds a reference to it) */
+        SSL_CTX_free(k->tls);
+        k->tls = ctx;
+    }
+    const char *tok = cfg->kcp ? cfg->kcp->token : NULL;
+    if (tok && k->token_path == NULL) {
+        if (k->token) {
+            OPENSSL_cleanse(k->token, strlen(k->token));
+            free(k->token);
+        }
+        size_t n = strlen(tok) + 8;
+        k->token = fg_malloc(n);
+        snprintf(k->token, n, "Bearer %s", tok);
+    }
+}
+
 void fg_kcp_add_shards(struct fg_kcp *k, struct fg_config *cfg)
 {
     if (k == NULL || cfg->kcp == NULL)

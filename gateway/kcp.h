@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "../auth/fetch.h"
 #include "../config/config.h"
 #include "kcpauth.h"
@@ -61,6 +63,17 @@ struct fg_kcp *fg_kcp_start(const struct fg_config *cfg, struct fg_fetcher *f,
                             fg_kcp_shards_fn shards_changed, void *arg, struct fg_errs *errs);
 /* Stops every list and watch and frees the source; the current generation stays installed. */
 void fg_kcp_stop(struct fg_kcp *k);
+
+/*
+ * A reload's rootShard TLS (its caFile, client certificate and key, or the kubeconfig's, read
+ * again): the new context, or NULL (*failed set when it does not load, errors in errs; not set
+ * for plain http). Nothing changes until fg_kcp_commit_tls, called once the reload is
+ * committed: lists and watches from then on use the new context (and a kubeconfig's new inline
+ * token); those under way keep theirs.
+ */
+SSL_CTX *fg_kcp_prepare_tls(struct fg_kcp *k, const struct fg_config *cfg, struct fg_errs *errs,
+                            int *failed);
+void fg_kcp_commit_tls(struct fg_kcp *k, const struct fg_config *cfg, SSL_CTX *ctx);
 
 /* Appends the Shards kcp knows to cfg (as cfg->kcp->shards says); logs those it cannot add. */
 void fg_kcp_add_shards(struct fg_kcp *k, struct fg_config *cfg);

@@ -397,6 +397,13 @@ static void reload(struct server *srv)
         fg_snapshot_unref(s);
         s = NULL;
     }
+    /* last: the rootShard's certificates again (rotated files take effect on reload) */
+    int tls_failed = 0;
+    SSL_CTX *kcp_tls = s ? fg_kcp_prepare_tls(srv->kcp, s->cfg, &errs, &tls_failed) : NULL;
+    if (tls_failed) {
+        fg_snapshot_unref(s);
+        s = NULL;
+    }
     if (s == NULL) {
         for (size_t i = 0; i < errs.n; i++)
             fg_log(FG_LOG_ERROR, "reload: %s", errs.msgs[i]);
@@ -412,6 +419,7 @@ static void reload(struct server *srv)
     fg_log_set_level(s->cfg->log_level);
     uint64_t gen = s->generation;
     size_t nws = fg_index_count(s->cfg->index), nroutes = s->cfg->nroutes;
+    fg_kcp_commit_tls(srv->kcp, s->cfg, kcp_tls);
     /* Installed before it is announced: a request sent after the log line sees it. */
     fg_snapshot_install(s);
     fg_snapshot_unref(cur);

@@ -187,3 +187,47 @@ def test_what_frontgate_cannot_honour_is_refused_where_it_is_written(tmp_path, c
     r = subprocess.run([FRONTGATE_BIN, "check", "-c", str(cfg)], capture_output=True, text=True)
     assert r.returncode != 0
     assert f"{os.path.join(str(d), where)}: " in r.stderr and message in r.stderr, r.stderr
+
+
+def relist_cn(kcp, f):
+    """Makes frontgate list the logical clusters again; the client certificate CN it presented."""
+    n = len(kcp.list_heads)
+    kcp.wait(lambda: kcp.open_watches("logicalclusters") == 1, "the watch")
+    kcp.expire("logicalclusters")
+    kcp.wait(lambda: any(h[0] == "logicalclusters" for h in kcp.list_heads[n:]), "a new list")
+    return [h for h in kcp.list_heads[n:] if h[0] == "logicalclusters"][-1][2]
+
+
+def test_a_reload_rotates_the_root_shard_certificate(kcp, ca, tmp_path):
+    def kube(cn):
+        cert, key = ca.issue(cn, server=False, client=True)
+        return kubeconfig(kcp.url, {"certificate-authority-data": b64(ca.pem)},
+                          {"client-certificate-data": b64(cert), "client-key-data": b64(key)})
+    f = start(tmp_path, kube("watcher-1"), files={"kube/ca.crt": ca.pem})
+    try:
+        assert relist_cn(kcp, f) == "watcher-1"
+        f.write("kube/config", kube("watcher-2"))
+        f.hup()
+        assert relist_cn(kcp, f) == "watcher-2"
+        assert request(f.port, "GET", "/clusters/root:org/api").status == 200
+    finally:
+        f.stop()
+
+
+def test_a_reload_with_a_broken_root_shard_key_keeps_the_old_one(kcp, ca, tmp_path):
+    cert, key = ca.issue("watcher-1", server=False, client=True)
+    other_cert, _ = ca.issue("watcher-2", server=False, client=True)
+    root = "{url: \"%s\", caFile: kube/ca.crt, clientCertFile: w.crt, clientKeyFile: w.key}" % kcp.url
+    f = Frontgate(tmp_path / "fg", fg_config(root),
+                  files={"kube/ca.crt": ca.pem, "w.crt": cert, "w.key": key})
+    f.start()
+    try:
+        f.wait_log(r"kcp: every shard has synced")
+        assert relist_cn(kcp, f) == "watcher-1"
+        f.write("w.crt", other_cert)  # a certificate that does not match the key
+        f.hup(expect_ok=False)
+        f.wait_log(r"reload: .*w.key: cannot load shard clientKeyFile: key does not match")
+        assert relist_cn(kcp, f) == "watcher-1"
+        assert request(f.port, "GET", "/clusters/root:org/api").status == 200
+    finally:
+        f.stop()
