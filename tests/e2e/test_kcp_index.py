@@ -70,6 +70,7 @@ class KcpShard:
         self.forwarded = []
         self.heads = []  # (path, [(name, value)]) of what was forwarded, in wire order
         self.list_heads = []  # (resource, Authorization header, client certificate CN or None)
+        self.watch_queries = []  # (resource, query string) of every watch opened
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -158,6 +159,13 @@ class KcpShard:
                   "message": "too old resource version: 1 (100)", "reason": "Expired", "code": 410}
         self.send_raw(resource, json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
 
+    def drop_watches(self, resource):
+        """Ends every open watch of resource, as a kcp shard restarting or its LB would."""
+        with self.lock:
+            for res, q in self.watches:
+                if res == resource:
+                    q.put(None)
+
     def open_watches(self, resource):
         with self.lock:
             return sum(1 for r, _ in self.watches if r == resource)
@@ -204,6 +212,7 @@ class KcpShard:
             h.wfile.write(body)
             return
         if "watch=true" in query:
+            self.watch_queries.append((resource, query))
             q = queue.Queue()
             with self.lock:
                 self.watches.append((resource, q))
@@ -438,3 +447,58 @@ workspaces: [{{cluster: staticid, path: "root:org", shard: static}}]
             "/clusters/15hh88sn7dzq6n6y/api"
     finally:
         f.stop()
+
+
+def test_a_dropped_watch_resumes_from_its_resource_version(kcp, fg):
+    kcp.wait(lambda: kcp.open_watches("logicalclusters") == 1, "the logical-cluster watch")
+    kcp.put_lc(lc("3ccccccccccccccc", "root:one"))
+    eventually(lambda: status(fg, "/clusters/root:one/api") == 200, "the event applied")
+    rv = str(kcp.rv)
+    lists, watches = kcp.lists["logicalclusters"], len(kcp.watch_queries)
+    kcp.drop_watches("logicalclusters")
+    kcp.wait(lambda: kcp.open_watches("logicalclusters") == 1 and
+             len(kcp.watch_queries) > watches, "watching again", 15)
+    resumed = [q for r, q in kcp.watch_queries[watches:] if r == "logicalclusters"]
+    assert f"resourceVersion={rv}&" in resumed[-1], resumed  # from the last event, not from 0
+    assert kcp.lists["logicalclusters"] == lists  # no relist
+    assert status(fg, "/clusters/root:one/api") == 200
+    kcp.put_lc(lc("4ddddddddddddddd", "root:two"))
+    eventually(lambda: status(fg, "/clusters/root:two/api") == 200, "events apply again")
+
+
+def test_a_shard_that_disappears_keeps_its_index_then_leaves_with_its_shard(kcp, fg):
+    beta = KcpShard()
+    beta.put_lc(lc("6eeeeeeeeeeeeeee", "root:beta"), quiet=True)
+    try:
+        kcp.wait(lambda: kcp.open_watches("shards") == 1, "the Shards watch")
+        kcp.put_shard("beta", beta.url)
+        eventually(lambda: status(fg, "/clusters/root:beta/api") == 200, "beta routes")
+        n = fg.nlines()
+        beta.stop()  # the shard is gone: its watch breaks, lists are refused
+        fg.wait_log(r"kcp shard beta: logicalclusters: (watch|list) failed", start=n, timeout=10)
+        # the index keeps beta's workspace: requests still resolve (a pooled connection may
+        # still reach beta's last handler thread; a new one is refused: 502), never 403
+        assert status(fg, "/clusters/root:beta/api") in (200, 502)
+        assert status(fg, "/clusters/root:org/api") == 200
+        with kcp.lock:
+            del kcp.shards["beta"]
+        kcp._event("shards", "DELETED", {"apiVersion": "core.kcp.io/v1alpha1", "kind": "Shard",
+                                         "metadata": {"name": "beta"},
+                                         "spec": {"baseURL": beta.url}})
+        fg.wait_log(r"kcp shard beta: gone; its 1 workspaces leave the index", start=n)
+        eventually(lambda: status(fg, "/clusters/root:beta/api") == 403, "beta's workspace left")
+    finally:
+        try:
+            beta.stop()
+        except OSError:
+            pass
+
+
+def test_a_workspace_not_yet_placed_is_403_until_it_is(kcp, fg):
+    kcp.wait(lambda: kcp.open_watches("logicalclusters") == 1, "the logical-cluster watch")
+    kcp.put_lc(lc("7fffffffffffffff", "root:new", phase="Scheduling"))
+    kcp.put_lc(lc("8aaaaaaaaaaaaaab", "root:marker"))
+    eventually(lambda: status(fg, "/clusters/root:marker/api") == 200, "later events applied")
+    assert status(fg, "/clusters/root:new/api") == 403
+    kcp.put_lc(lc("7fffffffffffffff", "root:new", phase="Initializing"))
+    eventually(lambda: status(fg, "/clusters/root:new/api") == 200, "placed: it routes")
