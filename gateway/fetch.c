@@ -361,8 +361,21 @@ static struct bufferevent *tls_bev(struct gw_fetcher *g, SSL_CTX *ctx, const cha
         SSL_set_tlsext_host_name(ssl, host);
         SSL_set1_host(ssl, host);
     }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        g->evbase, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    /*
+     * Deferred callbacks, as conn.c and upstream.c have. libevent 2.1's bufferevent_openssl
+     * (do_read) runs the event callback for a close_notify read in the same pass as the
+     * answer's last record before it commits that record's bytes and runs the read callback
+     * (fixed only in libevent 2.2). Called at once, evhttp failed a complete answer as EOF
+     * ("connection closed") when a server's last record and close_notify were read together,
+     * as with Go's net/http answering `Connection: close`: whether that happens depends on
+     * where the record lands in the read buffer, so on the answer's size, and a retry of the
+     * same list page fared the same. Deferred, the read callback runs first (bufferevent.c
+     * runs read, write, then event): evhttp completes the answer and resets the connection,
+     * which drops the EOF; a body that truly ends early still fails as before.
+     */
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(g->evbase, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev)
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
