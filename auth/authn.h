@@ -79,7 +79,8 @@ struct fg_authn_ops {
 struct fg_authn {
     const struct fg_authn_ops *ops;
     char *name;
-    int refs; /* atomic; authenticators are shared by snapshots */
+    int refs;       /* atomic; authenticators are shared by snapshots */
+    uint16_t label; /* its metrics label slot, set by whoever builds it (0: "none") */
 };
 
 /* Runs one authenticator; see the statuses above. */

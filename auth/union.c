@@ -99,6 +99,7 @@ static int take(struct fg_union *u, struct fg_authn_result *res, size_t i)
         int rc = apply_policy(u, res->identity, i);
         fg_identity_unref(res->identity);
         res->identity = NULL;
+        u->decider = member(u, i);
         if (rc == 0) {
             u->reason = NULL;
             u->authn = member(u, i)->name;
@@ -107,6 +108,7 @@ static int take(struct fg_union *u, struct fg_authn_result *res, size_t i)
     }
     case FG_AUTHN_REJECTED:
         u->reason = res->reason;
+        u->decider = member(u, i);
         return 0;
     case FG_AUTHN_NOT_MINE:
         if (u->reason == NULL)
@@ -164,6 +166,7 @@ enum fg_union_verdict fg_union_start(struct fg_union *u)
     u->parked = 0;
     u->identity = NULL;
     u->authn = u->reason = NULL;
+    u->decider = NULL;
     return step(u);
 }
 

@@ -78,10 +78,11 @@ struct fg_union {
     size_t next;                   /* the next member to run */
     int parked;                    /* a member holds the waiter */
     /* after a final verdict */
-    struct fg_identity *identity; /* ADMIT: the policy's identity (one reference, the union's
-                                     until taken); NULL when nobody authenticated */
-    const char *authn;            /* the admitting member's name (borrowed from it) */
-    const char *reason;           /* why not, for the log (a static string) */
+    struct fg_identity *identity;   /* ADMIT: the policy's identity (one reference, the union's
+                                       until taken); NULL when nobody authenticated */
+    const char *authn;              /* the admitting member's name (borrowed from it) */
+    const struct fg_authn *decider; /* the member that admitted or last rejected, or NULL */
+    const char *reason;             /* why not, for the log (a static string) */
 };
 
 enum fg_union_verdict fg_union_start(struct fg_union *u);

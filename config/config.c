@@ -596,6 +596,38 @@ static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)
     fg_rd_unknown(&r->rd, n, "log", "level, accessLog");
 }
 
+#define ADMIN_DEFAULT "127.0.0.1:9090"
+
+static void read_admin(struct fg_cfgrd *r, struct fg_ynode *root)
+{
+    struct fg_ypair *p = fg_yaml_get(root, "admin");
+    const char *addr = ADMIN_DEFAULT;
+    r->cfg->admin_default = 1;
+    if (p && !fg_yaml_is_null(p->val)) {
+        struct fg_ynode *n = p->val;
+        if (fg_rd_expect(&r->rd, n, FG_Y_MAP, "admin") != 0)
+            return;
+        int present = 0;
+        const char *a = fg_rd_str_empty_ok(&r->rd, n, "address", "admin", &present);
+        if (present) {
+            addr = a;
+            r->cfg->admin_default = 0;
+            r->cfg->admin_mark = fg_cfg_mark(r, fg_yaml_get(n, "address")->val);
+        }
+        fg_rd_unknown(&r->rd, n, "admin", "address");
+    }
+    if (addr == NULL || *addr == '\0')
+        return; /* "": no admin listener */
+    if (split_hostport(addr, &r->cfg->admin_host, &r->cfg->admin_port) != 0) {
+        fg_rd_err(&r->rd, fg_yaml_get(p->val, "address")->val,
+                  "admin address \"%s\" must be host:port, [ipv6]:port or :port (\"\" turns it "
+                  "off)",
+                  addr);
+        return;
+    }
+    r->cfg->admin_address = fg_strdup(addr);
+}
+
 static void check_references(struct fg_cfgrd *r, struct fg_ynode *root)
 {
     struct fg_config *cfg = r->cfg;
@@ -660,13 +692,14 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     fg_cfg_read_wstypes(&r, root);
     read_limits(&r, root);
     read_log(&r, root);
+    read_admin(&r, root);
     fg_cfg_read_workspaces(&r, root);
     cfg->index_file = fg_cfg_file(&r, root, "indexFile", 0, "config", &cfg->index_mark);
     fg_cfg_read_index(&r, root);
     fg_cfg_mapping_tls(&r);
     fg_rd_unknown(&r.rd, root, "the config",
                   "workers, listeners, shards, routes, mappingFile, workspaces, indexFile, index, "
-                  "authenticators, authentication, workspaceTypes, limits, log");
+                  "authenticators, authentication, workspaceTypes, limits, log, admin");
     check_references(&r, root);
     if (errs->n == before && cfg->index_file) {
         char *path = fg_config_path(cfg, cfg->index_file);
@@ -869,6 +902,9 @@ void fg_config_free(struct fg_config *cfg)
 {
     if (cfg == NULL)
         return;
+    free(cfg->admin_address);
+    free(cfg->admin_host);
+    free(cfg->admin_port);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         struct fg_listener_cfg *l = &cfg->listeners[i];
         free(l->address);

@@ -230,6 +230,11 @@ struct fg_config {
     struct fg_limits limits;
     int log_level;  /* enum fg_log_level */
     int access_log; /* one line per request */
+
+    /* admin.address: /metrics and the health endpoints; NULL: off */
+    char *admin_address, *admin_host, *admin_port;
+    int admin_default; /* the address is the default, not written in the file */
+    struct fg_mark admin_mark;
 };
 
 /* Reads and validates a config file. NULL (with errors in errs) on any problem. */

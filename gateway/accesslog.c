@@ -1,6 +1,7 @@
 #include "accesslog.h"
 
 #include "exchange.h"
+#include "metrics.h"
 
 #include <event2/event.h>
 #include <limits.h>
@@ -53,13 +54,35 @@ static const char *stamp(time_t now)
     return text;
 }
 
+/* A watch (?watch=true or =1) or a tunnel: a stream, not a request with a duration. */
+static int long_lived(const struct fg_req *r)
+{
+    if (r->status == 101)
+        return 1;
+    const char *q = r->match.query;
+    size_t n = r->match.query_len;
+    for (size_t i = 0; q && i + 6 <= n; i++)
+        if ((i == 0 || q[i - 1] == '&') && memcmp(q + i, "watch=", 6) == 0)
+            return (i + 7 <= n && q[i + 6] == '1') ||
+                   (i + 10 <= n && memcmp(q + i + 6, "true", 4) == 0);
+    return 0;
+}
+
+/* The request's end: its metrics, then its access-log line. */
 void fg_access_log(struct fg_exchange *ex)
 {
     struct fg_req *r = &ex->req;
     const struct fg_snapshot *snap = r->snap ? r->snap : ex->w->snap;
-    if (r->logged || !snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
+    if (r->logged)
         return;
     r->logged = 1;
+    uint16_t route = FG_METRIC_ROUTES - 1;
+    if (r->snap && r->match.route)
+        route = r->snap->route_label[r->match.route - r->snap->cfg->routes];
+    fg_metrics_request(ex->w->metrics, route, r->msg.first_len ? (int)r->line.method : -1,
+                       r->status, r->t_start_us ? fg_now_us() - r->t_start_us : 0, long_lived(r));
+    if (!snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
+        return;
     struct fg_worker *w = ex->w;
     struct fg_buf *bp = &w->access;
     size_t start = bp->len;

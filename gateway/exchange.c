@@ -10,6 +10,7 @@
 #include "accesslog.h"
 #include "http.h"
 #include "kcp.h"
+#include "metrics.h"
 #include "upstream.h"
 
 #include <openssl/crypto.h>
@@ -330,6 +331,7 @@ void fg_ex_up_ready(struct fg_exchange *ex)
         fg_ex_up_failed(ex, "cannot send the request");
         return;
     }
+    r->t_up_us = fg_now_us();
     ex->state = EX_FORWARDING;
     ex->ops->read_body(ex);
 }
@@ -341,6 +343,8 @@ int fg_ex_up_head(struct fg_exchange *ex, const struct fg_resp_head *h)
         return -1; /* a switch nobody asked for */
     r->status = h->status;
     r->resp_started = 1;
+    if (r->t_up_us)
+        fg_metrics_upstream(ex->w->metrics, fg_now_us() - r->t_up_us);
     ex->state = EX_STREAMING;
     ex->ops->head(ex, h);
     return 0;

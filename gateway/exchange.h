@@ -81,6 +81,7 @@ struct fg_req {
     int resp_done;
     uint64_t bytes_out;
     uint64_t t_start_us;
+    uint64_t t_up_us; /* the head went to the shard */
     int retried;
     int up_h1;             /* protocol auto: the shard chose HTTP/1.1 by ALPN */
     struct fg_buf up_head; /* the request head sent upstream, kept for one retry */

@@ -5,6 +5,7 @@
 #include "kcp.h"
 
 #include "kcpauth.h"
+#include "metrics.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -26,6 +27,9 @@
 #define STABLE_WATCH_MS  10000 /* a watch that lived this long resets the backoff */
 #define PUBLISH_MIN_MS   5
 #define PUBLISH_MAX_MS   2000
+#define LAG_BUCKETS      12 /* frontgate_kcp_index_lag_seconds; the last is +Inf */
+static const double lag_bounds[LAG_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,   0.25,   0.5,   1,    5};
 
 /* ---- generations ---------------------------------------------------------- */
 
@@ -238,6 +242,7 @@ struct reflector {
     int timer;             /* a retry timer is set */
     uint64_t backoff_ms, watch_start_ms;
     unsigned long relists, restarts;
+    uint64_t last_seen_s; /* wall time of the last good list, event or bookmark */
     char last_error[256];
 };
 
@@ -273,6 +278,9 @@ struct fg_kcp {
     /* publishing */
     int dirty, publish_timer;
     uint64_t serial, last_build_ms;
+    uint64_t pending_since_us;             /* the oldest change not yet published */
+    uint64_t lag[LAG_BUCKETS], lag_sum_us; /* change -> published, per bucket */
+    size_t published_workspaces;
     int stopping;
 };
 
@@ -480,6 +488,7 @@ static const char *annotation(json_t *obj, const char *key)
 
 static void note_rv(struct reflector *r, json_t *obj)
 {
+    r->last_seen_s = (uint64_t)time(NULL);
     const char *rv = jstr(json_object_get(obj, "metadata"), "resourceVersion");
     if (rv && strlen(rv) < sizeof(r->rv))
         snprintf(r->rv, sizeof(r->rv), "%s", rv);
@@ -743,6 +752,7 @@ static void list_done(void *arg, const struct fg_fetch_resp *resp)
     snprintf(r->rv, sizeof(r->rv), "%s", rv);
     json_decref(doc);
     r->relists++;
+    r->last_seen_s = (uint64_t)time(NULL);
     r->backoff_ms = 0;
     r->last_error[0] = '\0';
     if (r->kind == RK_TYPES || r->kind == RK_WACS) {
@@ -1005,8 +1015,18 @@ static void publish(struct fg_kcp *k)
         for (size_t i = 0; i < l->ntypes; i++)
             fg_kcpauth_type(k->auth, l->types[i], &l->ltypes[i], &l->holds, &l->nholds, &hcap);
     }
-    uint64_t took = (mono_us() - t0) / 1000;
+    uint64_t now_us = mono_us(), took = (now_us - t0) / 1000;
     k->last_build_ms = took;
+    if (k->pending_since_us) {
+        double s = (double)(now_us - k->pending_since_us) / 1e6;
+        size_t i = 0;
+        while (i < LAG_BUCKETS - 1 && s > lag_bounds[i])
+            i++;
+        k->lag[i]++;
+        k->lag_sum_us += now_us - k->pending_since_us;
+        k->pending_since_us = 0;
+    }
+    k->published_workspaces = fg_index_count(l->ix);
     if (dups)
         fg_log(FG_LOG_WARN,
                "kcp: %zu logical clusters share a name or path with another; the first shard "
@@ -1040,6 +1060,8 @@ static void publish_fire(void *arg)
  */
 static void schedule_publish(struct fg_kcp *k)
 {
+    if (k->dirty && k->pending_since_us == 0)
+        k->pending_since_us = mono_us();
     if (!k->dirty || k->publish_timer)
         return;
     uint64_t ms = k->last_build_ms * 4;
@@ -1202,6 +1224,108 @@ void fg_kcp_commit_tls(struct fg_kcp *k, const struct fg_config *cfg, SSL_CTX *c
         size_t n = strlen(tok) + 8;
         k->token = fg_malloc(n);
         snprintf(k->token, n, "Bearer %s", tok);
+    }
+}
+
+/* ---- metrics ---------------------------------------------------------------------- */
+
+static void reflector_metrics(const struct reflector *r, struct fg_buf *b, const char *name,
+                              int what)
+{
+    if (r == NULL)
+        return;
+    fg_buf_printf(b, "%s{shard=", name);
+    fg_metrics_label(b, where(r));
+    fg_buf_printf(b, ",resource=\"%s\"} ", r->resource);
+    switch (what) {
+    case 0:
+        fg_buf_printf(b, "%d\n", r->synced);
+        break;
+    case 1:
+        fg_buf_printf(b, "%lu\n", r->relists);
+        break;
+    case 2:
+        fg_buf_printf(b, "%lu\n", r->restarts);
+        break;
+    default:
+        fg_buf_printf(b, "%llu\n", (unsigned long long)r->last_seen_s);
+        break;
+    }
+}
+
+void fg_kcp_metrics(struct fg_kcp *k, struct fg_buf *b)
+{
+    if (k == NULL)
+        return;
+    static const char *const names[] = {"frontgate_kcp_synced", "frontgate_kcp_lists_total",
+                                        "frontgate_kcp_watch_restarts_total",
+                                        "frontgate_kcp_last_seen_timestamp_seconds"};
+    static const char *const types[] = {"gauge", "counter", "counter", "gauge"};
+    static const char *const helps[] = {
+        "1 once the shard's list of the resource was applied.",
+        "Complete lists of the resource at the shard (the first, and relists).",
+        "Lists and watches that failed or were cut, retried after a backoff.",
+        "When the shard last sent a list, an event or a bookmark of the resource (Unix time)."};
+    for (int w = 0; w < 4; w++) {
+        fg_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", names[w], helps[w], names[w], types[w]);
+        reflector_metrics(k->shards_r, b, names[w], w);
+        for (const struct kshard *s = k->shards; s; s = s->next) {
+            reflector_metrics(s->r, b, names[w], w);
+            reflector_metrics(s->rt, b, names[w], w);
+            reflector_metrics(s->rw, b, names[w], w);
+        }
+    }
+    fg_buf_adds(b, "# HELP frontgate_kcp_logical_clusters Routable logical clusters per shard.\n"
+                   "# TYPE frontgate_kcp_logical_clusters gauge\n");
+    for (const struct kshard *s = k->shards; s; s = s->next) {
+        fg_buf_adds(b, "frontgate_kcp_logical_clusters{shard=");
+        fg_metrics_label(b, s->name);
+        fg_buf_printf(b, "} %zu\n", s->lcs.n);
+    }
+    fg_buf_printf(b,
+                  "# HELP frontgate_kcp_index_workspaces Workspaces in the published index.\n"
+                  "# TYPE frontgate_kcp_index_workspaces gauge\n"
+                  "frontgate_kcp_index_workspaces %zu\n"
+                  "# HELP frontgate_kcp_index_generation The published index generation.\n"
+                  "# TYPE frontgate_kcp_index_generation gauge\n"
+                  "frontgate_kcp_index_generation %llu\n"
+                  "# HELP frontgate_kcp_index_build_seconds How long the last index build took.\n"
+                  "# TYPE frontgate_kcp_index_build_seconds gauge\n"
+                  "frontgate_kcp_index_build_seconds %.3f\n",
+                  k->published_workspaces, (unsigned long long)k->serial,
+                  (double)k->last_build_ms / 1000);
+    fg_buf_adds(b,
+                "# HELP frontgate_kcp_index_lag_seconds From a change kcp sent to the index "
+                "generation that serves it.\n# TYPE frontgate_kcp_index_lag_seconds histogram\n");
+    uint64_t acc = 0;
+    for (int i = 0; i < LAG_BUCKETS; i++) {
+        acc += k->lag[i];
+        if (i < LAG_BUCKETS - 1)
+            fg_buf_printf(b, "frontgate_kcp_index_lag_seconds_bucket{le=\"%g\"} %llu\n",
+                          lag_bounds[i], (unsigned long long)acc);
+        else
+            fg_buf_printf(b, "frontgate_kcp_index_lag_seconds_bucket{le=\"+Inf\"} %llu\n",
+                          (unsigned long long)acc);
+    }
+    fg_buf_printf(b,
+                  "frontgate_kcp_index_lag_seconds_sum %.6f\n"
+                  "frontgate_kcp_index_lag_seconds_count %llu\n",
+                  (double)k->lag_sum_us / 1e6, (unsigned long long)acc);
+    if (k->auth) {
+        size_t nt, nw, nf;
+        fg_kcpauth_counts(k->auth, &nt, &nw, &nf);
+        fg_buf_printf(b,
+                      "# HELP frontgate_kcp_workspace_types WorkspaceTypes kcp lists.\n"
+                      "# TYPE frontgate_kcp_workspace_types gauge\n"
+                      "frontgate_kcp_workspace_types %zu\n"
+                      "# HELP frontgate_kcp_workspace_authentication_configurations "
+                      "WorkspaceAuthenticationConfigurations kcp lists, by whether their current "
+                      "spec builds.\n"
+                      "# TYPE frontgate_kcp_workspace_authentication_configurations gauge\n"
+                      "frontgate_kcp_workspace_authentication_configurations{state=\"ok\"} %zu\n"
+                      "frontgate_kcp_workspace_authentication_configurations{state=\"failing\"} "
+                      "%zu\n",
+                      nt, nw - nf, nf);
     }
 }
 

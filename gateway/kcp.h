@@ -78,6 +78,9 @@ void fg_kcp_commit_tls(struct fg_kcp *k, const struct fg_config *cfg, SSL_CTX *c
 /* Appends the Shards kcp knows to cfg (as cfg->kcp->shards says); logs those it cannot add. */
 void fg_kcp_add_shards(struct fg_kcp *k, struct fg_config *cfg);
 
+/* Per-shard state in Prometheus' text format (metrics.h), appended to b; nothing when k is NULL. */
+void fg_kcp_metrics(struct fg_kcp *k, struct fg_buf *b);
+
 /* What readiness waits for, in words (caller frees), or NULL when every shard has synced. */
 char *fg_kcp_waits_for(struct fg_kcp *k);
 

@@ -11,6 +11,7 @@
 #include "../auth/tokcache.h"
 #include "../config/base.h"
 #include "../config/jwtcfg.h"
+#include "metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,7 @@ static void build(struct fg_kcpauth *a, struct wac *w)
     b->f = a->f;
     b->cache = fg_tokcache_new(a->cache_size, a->cache_ttl_ms);
     b->authn = fg_jwtauthn_new(label, cfgs, n, a->f, b->cache, 0);
+    b->authn->label = fg_metrics_authn_label("kcp-workspace-authentication"); /* no cluster */
     fg_kcpauth_build_unref(w->good);
     w->good = b;
     w->failing = 0;

@@ -6,6 +6,7 @@
  */
 #include "exchange.h"
 #include "kcp.h"
+#include "metrics.h"
 #include "http.h"
 #include "sanitize.h"
 #include "tokenep.h"
@@ -102,6 +103,10 @@ static void auth_done(struct fg_exchange *ex, enum fg_union_verdict v)
     r->un.identity = NULL;
     r->authn = r->un.authn;
     r->reason = r->un.reason;
+    /* counted when some authenticator could have decided (not for pass-through requests) */
+    if (r->identity || v != FG_UNION_ADMIT)
+        fg_metrics_authn(ex->w->metrics, r->un.decider ? r->un.decider->label : 0,
+                         r->identity != NULL);
     switch (v) {
     case FG_UNION_ADMIT:
         forward(ex);

@@ -5,9 +5,11 @@
 #include "../auth/tokcache.h"
 #include "../config/jwtcfg.h"
 #include "accesslog.h"
+#include "admin.h"
 #include "fetch.h"
 #include "h2up.h"
 #include "kcp.h"
+#include "metrics.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -39,7 +41,8 @@ struct server {
     int running;              /* atomic: workers still in their loops */
     int force;                /* atomic: the grace period is over */
     int draining;
-    struct fg_kcp *kcp; /* index.fromKcp, or NULL */
+    struct fg_kcp *kcp;     /* index.fromKcp, or NULL */
+    struct fg_admin *admin; /* the admin listener, or NULL */
 };
 
 static struct server *srv_global;
@@ -118,6 +121,13 @@ static int listeners_equal(const struct fg_config *a, const struct fg_config *b)
             a->listeners[i].tls != b->listeners[i].tls)
             return 0;
     return 1;
+}
+
+static int same_admin(const struct fg_config *a, const struct fg_config *b)
+{
+    return (a->admin_address == NULL && b->admin_address == NULL) ||
+           (a->admin_address && b->admin_address &&
+            strcmp(a->admin_address, b->admin_address) == 0);
 }
 
 /* ---- workers -------------------------------------------------------------- */
@@ -237,6 +247,7 @@ static int worker_init(struct fg_worker *w, int id, struct fg_snapshot *snap, co
     TAILQ_INIT(&w->h2conns);
     TAILQ_INIT(&w->h2wait);
     fg_access_log_init(w);
+    w->metrics = fg_metrics_worker();
     w->snap = fg_snapshot_ref(snap);
     fg_pools_reset(w, snap->cfg->nshards);
     w->nlisteners = snap->cfg->nlisteners;
@@ -405,6 +416,7 @@ static void reload(struct server *srv)
         s = NULL;
     }
     if (s == NULL) {
+        fg_metrics_reload(0, cur->generation);
         for (size_t i = 0; i < errs.n; i++)
             fg_log(FG_LOG_ERROR, "reload: %s", errs.msgs[i]);
         fg_log(FG_LOG_ERROR, "reload failed; still serving configuration generation %llu",
@@ -416,16 +428,37 @@ static void reload(struct server *srv)
     srv->generation++;
     if (s->cfg->workers && s->cfg->workers != srv->nworkers)
         fg_log(FG_LOG_WARN, "reload: a new worker count takes effect on restart");
+    if (!same_admin(s->cfg, cur->cfg))
+        fg_log(FG_LOG_WARN, "reload: a new admin address takes effect on restart");
     fg_log_set_level(s->cfg->log_level);
     uint64_t gen = s->generation;
     size_t nws = fg_index_count(s->cfg->index), nroutes = s->cfg->nroutes;
     fg_kcp_commit_tls(srv->kcp, s->cfg, kcp_tls);
+    fg_metrics_reload(1, gen);
     /* Installed before it is announced: a request sent after the log line sees it. */
     fg_snapshot_install(s);
     fg_snapshot_unref(cur);
     wake_workers(srv);
     fg_log(FG_LOG_INFO, "reloaded configuration generation %llu: %zu workspaces, %zu routes",
            (unsigned long long)gen, nws, nroutes);
+}
+
+/* What /readyz says, on the admin listener as on the main ones. */
+static int ready_now(void *arg)
+{
+    (void)arg;
+    struct fg_snapshot *s = fg_snapshot_current();
+    int ready = s && __atomic_load_n(&fg_state.ready, __ATOMIC_RELAXED) &&
+                !__atomic_load_n(&fg_state.draining, __ATOMIC_RELAXED) && fg_snapshot_ready(s) &&
+                fg_live_ready();
+    fg_snapshot_unref(s);
+    return ready;
+}
+
+static void kcp_metrics(void *arg, struct fg_buf *b)
+{
+    struct server *srv = arg;
+    fg_kcp_metrics(srv->kcp, b);
 }
 
 /* kcp's Shards changed: the configuration is built again with them (as on SIGHUP). */
@@ -578,6 +611,11 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
         if (srv.kcp == NULL)
             goto out;
     }
+    int admin_failed;
+    srv.admin = fg_admin_start(srv.base, cfg, ready_now, &srv, &admin_failed);
+    if (admin_failed)
+        goto out;
+    fg_metrics_set_extra(kcp_metrics, &srv);
     /*
      * SIGHUP, SIGTERM and SIGINT are blocked and read from a signalfd by the main loop: no
      * asynchronous handler, so no window in which a signal is taken and its wake-up lost
@@ -635,9 +673,14 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
         pthread_join(srv.workers[w].thread, NULL);
     fg_kcp_stop(srv.kcp);
     srv.kcp = NULL;
+    fg_metrics_set_extra(NULL, NULL);
+    fg_admin_stop(srv.admin);
+    srv.admin = NULL;
     fg_log(FG_LOG_INFO, "stopped");
     status = 0;
 out:
+    fg_metrics_set_extra(NULL, NULL);
+    fg_admin_stop(srv.admin);
     fg_kcp_stop(srv.kcp);
     for (size_t w = 0; w < srv.nworkers; w++)
         worker_free(&srv.workers[w]);

@@ -4,6 +4,7 @@
 #include "../auth/mint.h"
 #include "../auth/statickeys.h"
 #include "../auth/tokenreview.h"
+#include "metrics.h"
 #include "tls.h"
 
 #include <pthread.h>
@@ -67,8 +68,14 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
     }
     s->tokcache = fg_tokcache_new(cfg->token_cache_size, cfg->token_cache_ttl_ms);
     s->authns = fg_calloc(cfg->nauthns, sizeof(struct fg_authn *));
-    for (size_t i = 0; i < cfg->nauthns; i++)
+    for (size_t i = 0; i < cfg->nauthns; i++) {
         s->authns[i] = build_authn(s, &cfg->authns[i], f, errs);
+        if (s->authns[i])
+            s->authns[i]->label = fg_metrics_authn_label(cfg->authns[i].name);
+    }
+    s->route_label = fg_calloc(cfg->nroutes + 1, sizeof(uint16_t));
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        s->route_label[i] = fg_metrics_route_label(cfg->routes[i].prefix);
     if (errs->n != before) {
         fg_snapshot_unref(s);
         return NULL;
@@ -154,6 +161,7 @@ static void snapshot_free(void *arg)
     for (size_t i = 0; s->mints && i < cfg->nshards; i++)
         fg_mint_free(s->mints[i]);
     free(s->mints);
+    free(s->route_label);
     fg_config_free(s->cfg);
     free(s);
 }

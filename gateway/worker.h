@@ -60,8 +60,9 @@ struct fg_worker {
     TAILQ_HEAD(fg_conn_list, fg_conn) conns;
     size_t nconns;
     int draining;
-    struct fg_buf access;       /* access-log lines of this loop pass (accesslog.h) */
-    struct event *access_flush; /* writes them out at the end of the pass */
+    struct fg_buf access;        /* access-log lines of this loop pass (accesslog.h) */
+    struct fg_wmetrics *metrics; /* this worker's counters (metrics.h) */
+    struct event *access_flush;  /* writes them out at the end of the pass */
 };
 
 /* Process-wide state the workers read. */

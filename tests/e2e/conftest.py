@@ -466,6 +466,7 @@ class Frontgate:
     """The real binary with a config written into a directory of its own."""
 
     LISTEN_RE = re.compile(r"info listening on (https?)://(\S+):(\d+)\s*$")
+    ADMIN_RE = re.compile(r"info admin: listening on http://\S+:(\d+) ")
 
     def __init__(self, directory, config_text, files=None):
         self.dir = str(directory)
@@ -475,6 +476,10 @@ class Frontgate:
             self.write(name, text)
         if E2E_WORKERS:
             config_text = re.sub(r"(?m)^workers: \d+$", "workers: " + E2E_WORKERS, config_text)
+        # the admin listener on a port of its own (the default, 127.0.0.1:9090, would be shared
+        # by every frontgate a test starts); appended, so line numbers in errors stay the test's
+        if not re.search(r"(?m)^admin:", config_text):
+            config_text = config_text.rstrip("\n") + '\nadmin: {address: "127.0.0.1:0"}\n'
         self.write("frontgate.yaml", config_text)
         self.proc = None
         self._lines = []
@@ -512,6 +517,11 @@ class Frontgate:
             if m:
                 self.listeners.append((m.group(1), m.group(2), int(m.group(3))))
         assert self.listeners, "no 'listening on' line:\n" + self.log()
+        self.admin_port = None
+        for line in self.lines():
+            m = self.ADMIN_RE.search(line)
+            if m:
+                self.admin_port = int(m.group(1))
         return self
 
     def _read_stderr(self):

@@ -502,3 +502,25 @@ def test_a_workspace_not_yet_placed_is_403_until_it_is(kcp, fg):
     assert status(fg, "/clusters/root:new/api") == 403
     kcp.put_lc(lc("7fffffffffffffff", "root:new", phase="Initializing"))
     eventually(lambda: status(fg, "/clusters/root:new/api") == 200, "placed: it routes")
+
+
+def test_per_shard_state_is_in_the_metrics(kcp, fg):
+    from test_metrics import scrape, val
+    kcp.wait(lambda: kcp.open_watches("logicalclusters") == 1, "the logical-cluster watch")
+    _, s = scrape(fg)
+    shard = {"shard": "root", "resource": "logicalclusters"}
+    assert val(s, "frontgate_kcp_synced", **shard) == 1
+    assert val(s, "frontgate_kcp_synced", shard="root", resource="shards") == 1
+    assert val(s, "frontgate_kcp_lists_total", **shard) == 1
+    assert val(s, "frontgate_kcp_logical_clusters", shard="root") == 2
+    assert val(s, "frontgate_kcp_index_workspaces") == 2
+    lag_before = val(s, "frontgate_kcp_index_lag_seconds_count")
+    kcp.put_lc(lc("5eeeeeeeeeeeeeee", "root:metered"))
+    eventually(lambda: status(fg, "/clusters/root:metered/api") == 200, "the event applied")
+    kcp.expire("logicalclusters")
+    kcp.wait(lambda: kcp.lists["logicalclusters"] == 2, "a relist")
+    eventually(lambda: val(scrape(fg)[1], "frontgate_kcp_lists_total", **shard) == 2, "counted")
+    _, s = scrape(fg)
+    assert val(s, "frontgate_kcp_logical_clusters", shard="root") == 3
+    assert val(s, "frontgate_kcp_index_lag_seconds_count") > lag_before
+    assert val(s, "frontgate_kcp_last_seen_timestamp_seconds", **shard) > 1.7e9

@@ -409,7 +409,7 @@ def parse_demo(out, err):
     key = re.search(r"API key \(printed once[^)]*\): (\S+)", out).group(1)
     curls = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("curl ")]
     kubectl = re.search(r"^\s*(kubectl .*?)$(?<!\\)", out.replace("\\\n", " "), re.M).group(1)
-    listening = re.findall(r"listening on (https?)://(\S+)", err)
+    listening = re.findall(r"info listening on (https?)://(\S+)", err)
     return key, curls, kubectl, listening
 
 
