@@ -1,0 +1,3 @@
+module frontgate/tests/bench/kcpfake
+
+go 1.19
