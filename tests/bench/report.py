@@ -77,6 +77,9 @@ erss_after = one("e-rss-after")
 H = {k: stats("h", k) for k in ("fg-h", "nginx-h", "fg-h-big", "nginx-h-big")}
 I = {k: stats("i", k) for k in ("fg-i", "nginx-i", "haproxy-i", "fg-i-h2up")}
 J = {r["peer"]: r["result"] for r in runs if r.get("set") == "j"}
+K = {k: stats("k", k) for k in ("k-idle", "k-churn")}
+kcfg, ksync, kdel, kend = one("k-config"), one("k-sync"), one("k-delete"), one("k-end")
+kcpu = [r for r in runs if r.get("set") == "k-cpu"]
 SKIP = {r["peer"]: r["reason"] for r in runs if r.get("set") == "skip"}
 TLS = {r["peer"]: r["tls"] for r in runs if r.get("set") == "h-tls"}
 for r in runs:  # h2load says what it negotiated
@@ -212,6 +215,51 @@ if J or "fg-j-h2up" in SKIP:
           f"over {d['hold_s']:g} s idle, {d['alive']} still open then; after closing: "
           f"{d['shard_conns_after_close']} shard connections, RSS {d['rss_after_close_kib'] / 1024:.1f} MiB")
 
+def metric(rec, key, i, scale=1.0):
+    """Field i of a "lag_sum lag_count generation build_s" string the run recorded."""
+    try:
+        return float(rec[key].split()[i]) * scale
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return float("nan")
+
+
+if kcfg or "k" in SKIP:
+    if kcfg is None:
+        skipped("(k) index from kcp", "frontgate (index.fromKcp)", "k")
+    else:
+        c = kcfg
+        p(f"(k) index.fromKcp: {c['workspaces']} logical clusters on {c['shards']} shards of tests/bench/kcpfake "
+          f"({'lean' if c['lean'] else 'full kcp'} objects); forwarded requests answered by {c['backend']}")
+    if ksync:
+        s_ = ksync["result"]
+        p(f"{'':<24} initial sync: /readyz 200 after {s_['ready_s']:.2f} s, {s_['sample']} sampled workspaces "
+          f"routing after {s_['routed_s']:.2f} s; RSS {ksync['rss_kib'] / 1024:.0f} MiB "
+          f"({ksync['rss_1s_kib'] / 1024:.0f} MiB 1 s later); control thread {ksync['control_cpu_s']:.2f} s CPU, "
+          f"fake {ksync['fake_cpu_s']:.2f} s; index build {metric(ksync, 'metrics', 3, 1000):.0f} ms; "
+          f"load average {ksync['loadavg']}")
+    if kdel:
+        d_ = kdel["result"]
+        p(f"{'':<24} {d_['n']} deletions: sent in {d_['sent_s']:.3f} s, the sample of {d_['sample']} and the "
+          f"last deleted refused (403) after {d_['reflected_s']:.2f} s (the last one: {d_['last_deleted_s']:.2f} s)"
+          f"{' TIMED OUT' if d_.get('timed_out') else ''}; {metric(kdel, 'metrics_after', 2) - metric(kdel, 'metrics_before', 2):.0f} "
+          f"index generations, last build {metric(kdel, 'metrics_after', 3, 1000):.0f} ms; load average {kdel['loadavg']}")
+    if K["k-idle"] or K["k-churn"]:
+        def kc(peer, key):
+            v = [r[key] for r in kcpu if r["peer"] == peer and r.get(key) is not None]
+            return med(v)
+        churn = [r["churn"] for r in kcpu if r["peer"] == "k-churn" and r.get("churn")]
+        rate = med([x["rate"] for x in churn])
+        row("", "frontgate, idle index", K["k-idle"])
+        row("", f"frontgate, {kcfg['rate'] if kcfg else '?'} changes/s", K["k-churn"],
+            "" if ratio(K["k-churn"], K["k-idle"]) is None else f"{ratio(K['k-churn'], K['k-idle']):.3f}x of idle")
+        p(f"{'':<24} under churn: {fmt(kc('k-churn', 'generations'))} index generations per run, the last build "
+          f"{fmt(kc('k-churn', 'build_s'), '{:.3f}')} s; each generation served its oldest change after "
+          f"{fmt(kc('k-churn', 'lag_mean_ms'), '{:.0f}')} ms on average (frontgate_kcp_index_lag_seconds)")
+        p(f"{'':<24} control thread CPU per run: idle {fmt(kc('k-idle', 'control_cpu_s'), '{:.2f}')} s, churn "
+          f"{fmt(kc('k-churn', 'control_cpu_s'), '{:.2f}')} s; the fake's: idle {fmt(kc('k-idle', 'fake_cpu_s'), '{:.2f}')} s, "
+          f"churn {fmt(kc('k-churn', 'fake_cpu_s'), '{:.2f}')} s; churn sent {fmt(rate)} events/s"
+          + (f"; RSS at the end {kend['rss_kib'] / 1024:.0f} MiB" if kend else ""))
+
 # targets
 targets = []
 
@@ -268,6 +316,17 @@ target(f"(j) shard connections for 1000 watches ({J_LABEL[jk]})", jd["shard_conn
        "", "{:.0f}")
 target(f"(j) RSS per idle watch ({J_LABEL[jk]})", jd["per_watch_kib"] if jd else None, "<=", 8, " KiB")
 
+kskip = SKIP.get("k")
+kn = f"{kcfg['workspaces']} workspaces on {kcfg['shards']} shards" if kcfg else "100000 workspaces on 4 shards"
+ksync_v = max(ksync["result"]["ready_s"], ksync["result"]["routed_s"]) if ksync else None
+target(f"(k) initial sync, {kn}", ksync_v, "<=", 10, " s", skip=kskip)
+target(f"(k) RSS after sync, {kn}", max(ksync["rss_kib"], ksync["rss_1s_kib"]) / 1024 if ksync else None, "<=",
+       200, " MiB", "{:.0f}", skip=kskip)
+target(f"(k) {kcfg['deletes'] if kcfg else 10000} deletions reflected (sample and last 403)",
+       kdel["result"]["reflected_s"] if kdel else None, "<=", 5, " s", skip=kskip)
+target(f"(k) throughput under {kcfg['rate'] if kcfg else 1000} changes/s / idle", ratio(K["k-churn"], K["k-idle"]),
+       ">=", 0.95, "x", "{:.3f}", skip=kskip)
+
 p("")
 p("targets (ratios from this run)")
 for t in targets:
@@ -286,6 +345,7 @@ json.dump({
     "summary": {"main": S, "rate": R, "rate_config": rate_cfg, "index": E, "index_load": eload,
                 "index_rss_after_runs": erss_after, "sighup": F, "sighup_reloads": freloads,
                 "idle": D, "stream": G, "tls_h1": H, "h2": I, "watches": J, "skipped": SKIP,
+                "kcp": {"config": kcfg, "sync": ksync, "delete": kdel, "throughput": K, "cpu": kcpu, "end": kend},
                 "tls": TLS},
     "targets": targets,
     "runs": runs,
