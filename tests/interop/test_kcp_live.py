@@ -1,16 +1,16 @@
 """
-index.fromKcp against a real kcp (group `kcp_live`: `tests/interop/run kcp_live`; not in the
-default groups, see below): frontgate's index listed and watched from kcp with no index file,
-workspaces created and deleted with kubectl, and kcp's --mapping-file as frontgate's routes with a
-virtual-workspace route into kcp's in-process virtual workspaces.
+index.fromKcp against a real kcp (group `kcp_live`: `tests/interop/run kcp_live`): frontgate's
+index listed and watched from kcp with no index file, workspaces created and deleted with
+kubectl, and kcp's --mapping-file as frontgate's routes with a virtual-workspace route into kcp's
+in-process virtual workspaces.
 
-Known defect, why this group is not in the default run: in some runs (5 of 10 with
-the mapping fixture, 1 of 5 with the live one, on 2026-12-05) frontgate's first wildcard
-LogicalCluster list at kcp ends with "connection closed" (libevent's EVREQ_HTTP_EOF) and every
-retry for the next 15 s does too, while curl with the same URL, CA and token gets 200 at that
-moment (wait_synced shows it). The fetcher (gateway/fetch.c) is the suspect, not kcp; until it is
-found, a CI run would fail at random. The e2e suite's kcp wire fake (tests/e2e/test_kcp_index.py)
-covers the same behaviours deterministically.
+This group found that kcp (Go's net/http) sends an answer's last TLS record and its close_notify
+back to back, and that libevent 2.1's bufferevent_openssl, reading both in one pass, reported EOF
+to evhttp before that record: frontgate's first wildcard LogicalCluster list then failed as
+"connection closed" on every retry in some runs while curl got 200. The fetcher's TLS
+connections defer their callbacks since (gateway/fetch.c); tests/e2e/test_kcp_tls_close.py
+reproduces the server's behaviour deterministically, and tests/e2e/test_kcp_index.py covers the
+index's behaviours against the kcp wire fake.
 """
 import json
 import subprocess
@@ -89,8 +89,8 @@ def live(kcp, ws, frontgate_factory):
 
 def wait_synced(kcp, fg):
     """Until frontgate's index has listed kcp; on a timeout the failure shows what curl gets
-    from the same URL with the same token at that moment (kcp has been seen to close the
-    connection on frontgate's wildcard list right after its start)."""
+    from the same URL with the same token at that moment (whether kcp or frontgate's fetcher is
+    at fault)."""
     try:
         fg.wait_log(r"kcp: every shard has synced", timeout=15.0)
     except AssertionError as e:
