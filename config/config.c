@@ -575,7 +575,7 @@ static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)
     struct fg_ypair *p = fg_yaml_get(root, "log");
     struct fg_ynode *n = (p && !fg_yaml_is_null(p->val)) ? p->val : NULL;
     r->cfg->log_level = FG_LOG_INFO;
-    r->cfg->access_log = 1;
+    r->cfg->access_log = FG_ACCESS_LOG_TEXT;
     if (n == NULL || fg_rd_expect(&r->rd, n, FG_Y_MAP, "log") != 0)
         return;
     const char *lvl = fg_rd_str(&r->rd, n, "level", 0, "log");
@@ -592,7 +592,19 @@ static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)
             fg_rd_err(&r->rd, fg_yaml_get(n, "level")->val,
                       "log level must be debug, info, warn or error");
     }
-    fg_rd_bool(&r->rd, n, "accessLog", 1, &r->cfg->access_log);
+    /* accessLog: text | json | off (true and false, the first spellings, are text and off) */
+    struct fg_ypair *al = fg_yaml_get(n, "accessLog");
+    if (al && !fg_yaml_is_null(al->val)) {
+        const char *v = al->val->kind == FG_Y_SCALAR ? al->val->str : "";
+        if (strcmp(v, "text") == 0 || (al->val->plain && strcmp(v, "true") == 0))
+            r->cfg->access_log = FG_ACCESS_LOG_TEXT;
+        else if (strcmp(v, "json") == 0)
+            r->cfg->access_log = FG_ACCESS_LOG_JSON;
+        else if (strcmp(v, "off") == 0 || (al->val->plain && strcmp(v, "false") == 0))
+            r->cfg->access_log = FG_ACCESS_LOG_OFF;
+        else
+            fg_rd_err(&r->rd, al->val, "log.accessLog must be text, json or off");
+    }
     fg_rd_unknown(&r->rd, n, "log", "level, accessLog");
 }
 

@@ -197,6 +197,8 @@ struct fg_kcp_cfg {
     struct fg_mark mark;
 };
 
+enum fg_access_log { FG_ACCESS_LOG_OFF, FG_ACCESS_LOG_TEXT, FG_ACCESS_LOG_JSON };
+
 struct fg_config {
     char *file;
     char *dir;        /* directory of file, for relative paths */
@@ -229,7 +231,7 @@ struct fg_config {
 
     struct fg_limits limits;
     int log_level;  /* enum fg_log_level */
-    int access_log; /* one line per request */
+    int access_log; /* enum fg_access_log: one line per request */
 
     /* admin.address: /metrics and the health endpoints; NULL: off */
     char *admin_address, *admin_host, *admin_port;

@@ -68,29 +68,21 @@ static int long_lived(const struct fg_req *r)
     return 0;
 }
 
-/* The request's end: its metrics, then its access-log line. */
-void fg_access_log(struct fg_exchange *ex)
+static const char *shard_name(const struct fg_req *r)
+{
+    if (r->snap == NULL || r->match.route == NULL || r->local ||
+        r->match.shard >= r->snap->cfg->nshards)
+        return NULL;
+    return r->snap->cfg->shards[r->match.shard].name;
+}
+
+/* logfmt: `ts info access method= path= status= [workspace= cluster= user= authn= reason=
+ * shard=] id= dur_ms= bytes= proto= peer=` */
+static void text_line(struct fg_exchange *ex, struct fg_buf *bp, const struct timespec *ts,
+                      uint64_t dur)
 {
     struct fg_req *r = &ex->req;
-    const struct fg_snapshot *snap = r->snap ? r->snap : ex->w->snap;
-    if (r->logged)
-        return;
-    r->logged = 1;
-    uint16_t route = FG_METRIC_ROUTES - 1;
-    if (r->snap && r->match.route)
-        route = r->snap->route_label[r->match.route - r->snap->cfg->routes];
-    fg_metrics_request(ex->w->metrics, route, r->msg.first_len ? (int)r->line.method : -1,
-                       r->status, r->t_start_us ? fg_now_us() - r->t_start_us : 0, long_lived(r));
-    if (!snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
-        return;
-    struct fg_worker *w = ex->w;
-    struct fg_buf *bp = &w->access;
-    size_t start = bp->len;
-    if (start == 0 && w->access_flush)
-        event_active(w->access_flush, EV_TIMEOUT, 1); /* after this pass's other events */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    fg_buf_printf(bp, "%s.%03ldZ info access method=", stamp(ts.tv_sec), ts.tv_nsec / 1000000);
+    fg_buf_printf(bp, "%s.%03ldZ info access method=", stamp(ts->tv_sec), ts->tv_nsec / 1000000);
     fg_buf_adds(bp, r->msg.first_len ? http_method_str(r->line.method) : "-");
     const char *target = r->msg.raw.data ? r->msg.raw.data : "";
     size_t tlen = r->msg.first_len;
@@ -118,10 +110,98 @@ void fg_access_log(struct fg_exchange *ex)
         fg_buf_adds(bp, " reason=");
         fg_buf_logval(bp, r->reason, strlen(r->reason));
     }
-    uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
+    const char *shard = shard_name(r);
+    if (shard) {
+        fg_buf_adds(bp, " shard=");
+        fg_buf_logval(bp, shard, strlen(shard));
+    }
+    if (r->request_id[0])
+        fg_buf_printf(bp, " id=%s", r->request_id);
     fg_buf_printf(bp, " dur_ms=%llu.%03llu bytes=%llu proto=%s peer=%s\n",
                   (unsigned long long)(dur / 1000), (unsigned long long)(dur % 1000),
                   (unsigned long long)r->bytes_out, ex->ci->h2 ? "h2" : "http/1.1", ex->ci->peer);
+}
+
+static void json_field(struct fg_buf *bp, const char *key, const char *v, size_t n)
+{
+    fg_buf_printf(bp, ",\"%s\":", key);
+    fg_buf_json_str(bp, v, n);
+}
+
+static void json_ms(struct fg_buf *bp, const char *key, uint64_t us)
+{
+    fg_buf_printf(bp, ",\"%s\":%llu.%03llu", key, (unsigned long long)(us / 1000),
+                  (unsigned long long)(us % 1000));
+}
+
+/* One JSON object per line; absent facts are absent keys. */
+static void json_line(struct fg_exchange *ex, struct fg_buf *bp, const struct timespec *ts,
+                      uint64_t dur)
+{
+    struct fg_req *r = &ex->req;
+    fg_buf_printf(bp, "{\"time\":\"%s.%03ldZ\",\"level\":\"info\",\"msg\":\"access\"",
+                  stamp(ts->tv_sec), ts->tv_nsec / 1000000);
+    if (r->request_id[0])
+        json_field(bp, "request_id", r->request_id, strlen(r->request_id));
+    json_field(bp, "client", ex->ci->peer, strlen(ex->ci->peer));
+    const char *m = r->msg.first_len ? http_method_str(r->line.method) : "-";
+    json_field(bp, "method", m, strlen(m));
+    const char *target = r->msg.raw.data ? r->msg.raw.data : "";
+    size_t tlen = r->msg.first_len;
+    const char *q = memchr(target, '?', tlen);
+    json_field(bp, "path", target, q ? (size_t)(q - target) : tlen);
+    fg_buf_printf(bp, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu", r->status,
+                  (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out);
+    json_ms(bp, "duration_ms", dur);
+    if (r->t_auth_us)
+        json_ms(bp, "auth_ms", r->auth_us);
+    if (r->t_up_us)
+        json_ms(bp, "upstream_ms", r->up_us);
+    if (r->match.ws_name_len)
+        json_field(bp, "workspace", r->match.ws_name, r->match.ws_name_len);
+    if (r->match.ws)
+        json_field(bp, "cluster", r->match.ws->cluster, strlen(r->match.ws->cluster));
+    const char *shard = shard_name(r);
+    if (shard)
+        json_field(bp, "shard", shard, strlen(shard));
+    if (r->identity)
+        json_field(bp, "user", r->identity->user, strlen(r->identity->user));
+    if (r->authn)
+        json_field(bp, "authenticator", r->authn, strlen(r->authn));
+    if (r->reason)
+        json_field(bp, "reason", r->reason, strlen(r->reason));
+    const char *proto = ex->ci->h2 ? "h2" : "http/1.1";
+    json_field(bp, "protocol", proto, strlen(proto));
+    fg_buf_adds(bp, "}\n");
+}
+
+/* The request's end: its metrics, then its access-log line. */
+void fg_access_log(struct fg_exchange *ex)
+{
+    struct fg_req *r = &ex->req;
+    const struct fg_snapshot *snap = r->snap ? r->snap : ex->w->snap;
+    if (r->logged)
+        return;
+    r->logged = 1;
+    uint16_t route = FG_METRIC_ROUTES - 1;
+    if (r->snap && r->match.route)
+        route = r->snap->route_label[r->match.route - r->snap->cfg->routes];
+    fg_metrics_request(ex->w->metrics, route, r->msg.first_len ? (int)r->line.method : -1,
+                       r->status, r->t_start_us ? fg_now_us() - r->t_start_us : 0, long_lived(r));
+    if (!snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
+        return;
+    struct fg_worker *w = ex->w;
+    struct fg_buf *bp = &w->access;
+    size_t start = bp->len;
+    if (start == 0 && w->access_flush)
+        event_active(w->access_flush, EV_TIMEOUT, 1); /* after this pass's other events */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
+    if (snap->cfg->access_log == FG_ACCESS_LOG_JSON)
+        json_line(ex, bp, &ts, dur);
+    else
+        text_line(ex, bp, &ts, dur);
     if (bp->len > PIPE_BUF && start > 0)
         flush(w, start); /* the earlier lines; this one waits for the end of the pass */
     if (w->access_flush == NULL)

@@ -209,6 +209,7 @@ static void local_answer(struct fg_exchange *ex)
 
 int fg_ex_body(struct fg_exchange *ex, const char *p, size_t n)
 {
+    ex->req.bytes_in += n;
     if (ex->local_done) {
         if (ex->local_body.len + n > ex->local_max)
             ex->local_too_big = 1;
@@ -229,10 +230,11 @@ int fg_ex_body(struct fg_exchange *ex, const char *p, size_t n)
 int fg_ex_body_move(struct fg_exchange *ex, struct evbuffer *src, size_t n)
 {
     if (ex->local_done || ex->req.f.chunked) {
-        int full = fg_ex_body(ex, (const char *)evbuffer_pullup(src, (ssize_t)n), n);
+        int full = fg_ex_body(ex, (const char *)evbuffer_pullup(src, (ssize_t)n), n); /* counts */
         evbuffer_drain(src, n);
         return full;
     }
+    ex->req.bytes_in += n;
     if (ex->up == NULL || !forwarding(ex) || n == 0) {
         evbuffer_drain(src, n);
         return 0;
@@ -343,8 +345,10 @@ int fg_ex_up_head(struct fg_exchange *ex, const struct fg_resp_head *h)
         return -1; /* a switch nobody asked for */
     r->status = h->status;
     r->resp_started = 1;
-    if (r->t_up_us)
-        fg_metrics_upstream(ex->w->metrics, fg_now_us() - r->t_up_us);
+    if (r->t_up_us) {
+        r->up_us = fg_now_us() - r->t_up_us;
+        fg_metrics_upstream(ex->w->metrics, r->up_us);
+    }
     ex->state = EX_STREAMING;
     ex->ops->head(ex, h);
     return 0;

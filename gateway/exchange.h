@@ -81,7 +81,12 @@ struct fg_req {
     int resp_done;
     uint64_t bytes_out;
     uint64_t t_start_us;
-    uint64_t t_up_us; /* the head went to the shard */
+    uint64_t t_up_us;   /* the head went to the shard */
+    uint64_t up_us;     /* ... until the shard's response head */
+    uint64_t t_auth_us; /* authentication began; then how long it took (auth_us) */
+    uint64_t auth_us;
+    uint64_t bytes_in;   /* request body bytes from the client */
+    char request_id[65]; /* the client's X-Request-Id when it is a short token, else ours */
     int retried;
     int up_h1;             /* protocol auto: the shard chose HTTP/1.1 by ALPN */
     struct fg_buf up_head; /* the request head sent upstream, kept for one retry */

@@ -103,6 +103,7 @@ static void auth_done(struct fg_exchange *ex, enum fg_union_verdict v)
     r->un.identity = NULL;
     r->authn = r->un.authn;
     r->reason = r->un.reason;
+    r->auth_us = fg_now_us() - r->t_auth_us;
     /* counted when some authenticator could have decided (not for pass-through requests) */
     if (r->identity || v != FG_UNION_ADMIT)
         fg_metrics_authn(ex->w->metrics, r->un.decider ? r->un.decider->label : 0,
@@ -160,6 +161,7 @@ static void auth_start(struct fg_exchange *ex)
     }
     sp->memo = ex->memo;
     sp->generation = s->generation;
+    r->t_auth_us = fg_now_us();
     ex->state = EX_AUTHENTICATING;
     auth_verdict(ex, fg_union_start(&r->un));
 }
@@ -181,12 +183,50 @@ static void auth_resume(struct fg_authn_waiter *w)
 
 /* ---- dispatch ------------------------------------------------------------- */
 
+/* A client's request id is kept when it is a short token, else frontgate makes one. */
+static int request_id_ok(const char *v, size_t n)
+{
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static void set_request_id(struct fg_req *r)
+{
+    for (size_t i = 0; i < r->msg.nhdrs; i++) {
+        const struct fg_hdr *h = &r->msg.hdrs[i];
+        if (h->name_len == 12 && fg_strn_eqi(r->msg.raw.data + h->name, 12, "x-request-id")) {
+            if (request_id_ok(r->msg.raw.data + h->value, h->value_len)) {
+                memcpy(r->request_id, r->msg.raw.data + h->value, h->value_len);
+                r->request_id[h->value_len] = '\0';
+                return;
+            }
+            break; /* one that is not a short token: ours instead */
+        }
+    }
+    static const char hex[] = "0123456789abcdef";
+    unsigned char rnd[12];
+    fg_random(rnd, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        r->request_id[2 * i] = hex[rnd[i] >> 4];
+        r->request_id[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    r->request_id[2 * sizeof(rnd)] = '\0';
+}
+
 void fg_ex_dispatch(struct fg_exchange *ex)
 {
     struct fg_req *r = &ex->req;
     ex->state = EX_ROUTING;
     fg_worker_sync_snapshot(ex->w);
     r->snap = fg_snapshot_ref(ex->w->snap);
+    set_request_id(r);
     r->un.waiter.done = auth_resume;
     r->un.waiter.post = fg_worker_post_waiter;
     r->un.waiter.owner = ex->w;
@@ -311,6 +351,8 @@ void fg_proxy_build_head(struct fg_exchange *ex, struct fg_buf *b)
     if (rt->forwarded_prefix)
         fg_sanitize_add(b, "X-Forwarded-Prefix", rt->forwarded_prefix,
                         strlen(rt->forwarded_prefix));
+    if (r->request_id[0])
+        fg_sanitize_add(b, "X-Request-Id", r->request_id, strlen(r->request_id));
     if (r->identity && shard->identity == FG_IDENTITY_REQUEST_HEADER)
         fg_sanitize_stamp_identity(b, r->identity);
     if (r->identity && shard->identity == FG_IDENTITY_MINT) {

@@ -64,6 +64,10 @@ static enum fg_hdr_kind classify_exact(const char *name, size_t len)
         if (fg_strn_eqi(name, len, "keep-alive"))
             return FG_HDR_HOP;
         break;
+    case 12:
+        if (fg_strn_eqi(name, len, "x-request-id"))
+            return FG_HDR_FORWARDED; /* frontgate sends its own (the client's, when it is sane) */
+        break;
     case 13:
         if (fg_strn_eqi(name, len, "authorization"))
             return FG_HDR_AUTHORIZATION;
