@@ -967,7 +967,20 @@ static void log_settings(void)
     }
     REFUSED(MIN "log: {level: loud}\n",
             "t.yaml:9:14: log level must be debug, info, warn or error");
-    REFUSED(MIN "log: {accessLog: maybe}\n", "t.yaml:9:18: \"accessLog\" must be true or false");
+    REFUSED(MIN "log: {accessLog: maybe}\n",
+            "t.yaml:9:18: log.accessLog must be text, json or off");
+    REFUSED(MIN "log: {accessLog: \"true\"}\n",
+            "t.yaml:9:18: log.accessLog must be text, json or off");
+    static const char *const modes[] = {"text", "json", "off", "true", "false"};
+    static const int want[] = {FG_ACCESS_LOG_TEXT, FG_ACCESS_LOG_JSON, FG_ACCESS_LOG_OFF,
+                               FG_ACCESS_LOG_TEXT, FG_ACCESS_LOG_OFF};
+    for (size_t i = 0; i < 5; i++) {
+        char y[sizeof(MIN) + 64];
+        snprintf(y, sizeof(y), MIN "log: {accessLog: %s}\n", modes[i]);
+        struct fg_config *cfg = good(y);
+        CHECK(cfg != NULL && cfg->access_log == want[i]);
+        fg_config_free(cfg);
+    }
 }
 
 /* ---- inline workspaces -------------------------------------------------- */
