@@ -137,6 +137,9 @@ static void observe(uint64_t *buckets, uint64_t *sum, uint64_t us)
 void fg_metrics_request(struct fg_wmetrics *m, uint16_t route, int method, int status,
                         uint64_t dur_us, int long_lived)
 {
+#ifdef FG_NO_METRICS
+    m = NULL; /* built without counting (-Dmetrics=false) */
+#endif
     if (m == NULL)
         return;
     if (route >= FG_METRIC_ROUTES)
@@ -150,12 +153,18 @@ void fg_metrics_request(struct fg_wmetrics *m, uint16_t route, int method, int s
 
 void fg_metrics_upstream(struct fg_wmetrics *m, uint64_t dur_us)
 {
+#ifdef FG_NO_METRICS
+    m = NULL;
+#endif
     if (m)
         observe(m->upstream, &m->upstream_sum_us, dur_us);
 }
 
 void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, int success)
 {
+#ifdef FG_NO_METRICS
+    m = NULL;
+#endif
     if (m && authn < FG_METRIC_AUTHNS)
         bump(&m->authn[authn][success ? 1 : 0], 1);
 }
