@@ -608,6 +608,15 @@ static void read_log(struct fg_cfgrd *r, struct fg_ynode *root)
     fg_rd_unknown(&r->rd, n, "log", "level, accessLog");
 }
 
+static void read_reload(struct fg_cfgrd *r, struct fg_ynode *root)
+{
+    struct fg_ypair *p = fg_yaml_get(root, "reload");
+    if (p == NULL || fg_yaml_is_null(p->val) || fg_rd_expect(&r->rd, p->val, FG_Y_MAP, "reload"))
+        return;
+    fg_rd_bool(&r->rd, p->val, "watchFiles", 0, &r->cfg->watch_files);
+    fg_rd_unknown(&r->rd, p->val, "reload", "watchFiles");
+}
+
 #define ADMIN_DEFAULT "127.0.0.1:9090"
 
 static void read_admin(struct fg_cfgrd *r, struct fg_ynode *root)
@@ -705,13 +714,14 @@ struct fg_config *fg_config_parse(const char *file, const char *text, size_t len
     read_limits(&r, root);
     read_log(&r, root);
     read_admin(&r, root);
+    read_reload(&r, root);
     fg_cfg_read_workspaces(&r, root);
     cfg->index_file = fg_cfg_file(&r, root, "indexFile", 0, "config", &cfg->index_mark);
     fg_cfg_read_index(&r, root);
     fg_cfg_mapping_tls(&r);
     fg_rd_unknown(&r.rd, root, "the config",
                   "workers, listeners, shards, routes, mappingFile, workspaces, indexFile, index, "
-                  "authenticators, authentication, workspaceTypes, limits, log, admin");
+                  "authenticators, authentication, workspaceTypes, limits, log, admin, reload");
     check_references(&r, root);
     if (errs->n == before && cfg->index_file) {
         char *path = fg_config_path(cfg, cfg->index_file);
@@ -730,8 +740,42 @@ fail:
     return NULL;
 }
 
+/* The files a load names, while fg_config_files_begin() records on this thread. */
+static __thread struct fg_file_list *recording;
+
+void fg_config_files_begin(struct fg_file_list *l)
+{
+    recording = l;
+}
+
+void fg_config_files_end(void)
+{
+    recording = NULL;
+}
+
+static void record_file(const char *path)
+{
+    struct fg_file_list *l = recording;
+    if (l == NULL || path == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->paths[i], path) == 0)
+            return;
+    fg_grow(&l->paths, &l->cap, l->n + 1, sizeof(char *));
+    l->paths[l->n++] = fg_strdup(path);
+}
+
+void fg_file_list_free(struct fg_file_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->paths[i]);
+    free(l->paths);
+    memset(l, 0, sizeof(*l));
+}
+
 char *fg_read_file(const char *path, size_t *len)
 {
+    record_file(path);
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return NULL;
@@ -823,10 +867,13 @@ struct fg_config *fg_config_load(const char *file, struct fg_errs *errs)
 
 char *fg_config_path(const struct fg_config *cfg, const char *path)
 {
-    if (path[0] == '/' || cfg->dir == NULL)
+    if (path[0] == '/' || cfg->dir == NULL) {
+        record_file(path);
         return fg_strdup(path);
+    }
     struct fg_buf b = {0};
     fg_buf_printf(&b, "%s/%s", cfg->dir, path);
+    record_file(b.data);
     return fg_buf_take(&b);
 }
 

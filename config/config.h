@@ -236,6 +236,7 @@ struct fg_config {
     /* admin.address: /metrics and the health endpoints; NULL: off */
     char *admin_address, *admin_host, *admin_port;
     int admin_default; /* the address is the default, not written in the file */
+    int watch_files;   /* reload.watchFiles: a change to a file the config names reloads */
     struct fg_mark admin_mark;
 };
 
@@ -254,6 +255,19 @@ char *fg_config_path(const struct fg_config *cfg, const char *path);
  * directory, which fopen() would have opened).
  */
 char *fg_read_file(const char *path, size_t *len);
+
+/*
+ * The files a configuration names: between begin and end, every path this thread reads with
+ * fg_read_file or resolves with fg_config_path is added to l (once each). For
+ * reload.watchFiles, which watches them.
+ */
+struct fg_file_list {
+    char **paths;
+    size_t n, cap;
+};
+void fg_config_files_begin(struct fg_file_list *l);
+void fg_config_files_end(void);
+void fg_file_list_free(struct fg_file_list *l);
 
 /* Why a file cannot be used, as an operator reads it: "no such file or directory",
  * "permission denied", "is a directory"; strerror's text for the others. */

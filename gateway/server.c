@@ -10,6 +10,7 @@
 #include "h2up.h"
 #include "kcp.h"
 #include "metrics.h"
+#include "watch.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -43,6 +44,7 @@ struct server {
     int draining;
     struct fg_kcp *kcp;     /* index.fromKcp, or NULL */
     struct fg_admin *admin; /* the admin listener, or NULL */
+    struct fg_watch *watch; /* reload.watchFiles, or NULL */
 };
 
 static struct server *srv_global;
@@ -372,21 +374,62 @@ static void on_ready_poll(evutil_socket_t fd, short what, void *arg)
     fg_snapshot_unref(s);
 }
 
-/* The config file, with the Shards kcp lists added as shards (index.fromKcp). */
-static struct fg_snapshot *load(struct server *srv, struct fg_errs *errs)
+/* The config file, with the Shards kcp lists added as shards (index.fromKcp); every file it
+ * read goes to *files. */
+static struct fg_snapshot *load(struct server *srv, struct fg_errs *errs,
+                                struct fg_file_list *files)
 {
+    fg_config_files_begin(files);
     struct fg_config *cfg = fg_config_load(srv->config_file, errs);
-    if (cfg == NULL)
-        return NULL;
-    fg_kcp_add_shards(srv->kcp, cfg);
-    return fg_snapshot_build(cfg, srv->generation + 1, srv->ctl->fetcher, errs);
+    struct fg_snapshot *s = NULL;
+    if (cfg) {
+        fg_kcp_add_shards(srv->kcp, cfg);
+        s = fg_snapshot_build(cfg, srv->generation + 1, srv->ctl->fetcher, errs);
+    }
+    fg_config_files_end();
+    return s;
+}
+
+static void on_files_changed(void *arg);
+
+/* reload.watchFiles as the serving config says: on, off, and what is watched. After a failed
+ * load, its files are watched too (the fix may be the file it could not read). */
+static void update_watch(struct server *srv, const struct fg_snapshot *cur,
+                         const struct fg_file_list *failed)
+{
+    if (!cur->cfg->watch_files) {
+        fg_watch_stop(srv->watch);
+        srv->watch = NULL;
+        return;
+    }
+    if (srv->watch == NULL)
+        srv->watch = fg_watch_start(srv->base, on_files_changed, srv);
+    if (failed == NULL) {
+        fg_watch_set(srv->watch, &cur->files);
+        return;
+    }
+    struct fg_file_list all = {0};
+    const struct fg_file_list *both[] = {&cur->files, failed};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < both[k]->n; i++) {
+            size_t j = 0;
+            while (j < all.n && strcmp(all.paths[j], both[k]->paths[i]) != 0)
+                j++;
+            if (j < all.n)
+                continue;
+            fg_grow(&all.paths, &all.cap, all.n + 1, sizeof(char *));
+            all.paths[all.n++] = fg_strdup(both[k]->paths[i]);
+        }
+    fg_watch_set(srv->watch, &all);
+    fg_file_list_free(&all);
 }
 
 static void reload(struct server *srv)
 {
     struct fg_errs errs = {0};
     struct fg_snapshot *cur = fg_snapshot_current();
-    struct fg_snapshot *s = load(srv, &errs);
+    struct fg_file_list files = {0};
+    struct fg_snapshot *s = load(srv, &errs, &files);
     if (s && !fg_kcp_cfg_same_source(s->cfg->kcp, cur->cfg->kcp)) {
         fg_errs_add(
             &errs, srv->config_file, 0, 0,
@@ -422,6 +465,8 @@ static void reload(struct server *srv)
         fg_log(FG_LOG_ERROR, "reload failed; still serving configuration generation %llu",
                (unsigned long long)cur->generation);
         fg_errs_free(&errs);
+        update_watch(srv, cur, &files);
+        fg_file_list_free(&files);
         fg_snapshot_unref(cur);
         return;
     }
@@ -434,6 +479,8 @@ static void reload(struct server *srv)
     uint64_t gen = s->generation;
     size_t nws = fg_index_count(s->cfg->index), nroutes = s->cfg->nroutes;
     fg_kcp_commit_tls(srv->kcp, s->cfg, kcp_tls);
+    s->files = files;
+    update_watch(srv, s, NULL);
     fg_metrics_reload(1, gen);
     /* Installed before it is announced: a request sent after the log line sees it. */
     fg_snapshot_install(s);
@@ -441,6 +488,15 @@ static void reload(struct server *srv)
     wake_workers(srv);
     fg_log(FG_LOG_INFO, "reloaded configuration generation %llu: %zu workspaces, %zu routes",
            (unsigned long long)gen, nws, nroutes);
+}
+
+static void on_files_changed(void *arg)
+{
+    struct server *srv = arg;
+    if (srv->draining)
+        return;
+    fg_log(FG_LOG_INFO, "reload: a file the configuration names changed (reload.watchFiles)");
+    reload(srv);
 }
 
 /* What /readyz says, on the admin listener as on the main ones. */
@@ -616,6 +672,7 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
     if (admin_failed)
         goto out;
     fg_metrics_set_extra(kcp_metrics, &srv);
+    update_watch(&srv, snap, NULL);
     /*
      * SIGHUP, SIGTERM and SIGINT are blocked and read from a signalfd by the main loop: no
      * asynchronous handler, so no window in which a signal is taken and its wake-up lost
@@ -676,11 +733,14 @@ int fg_server_run(const char *config_file, struct fg_snapshot *snap, struct fg_c
     fg_metrics_set_extra(NULL, NULL);
     fg_admin_stop(srv.admin);
     srv.admin = NULL;
+    fg_watch_stop(srv.watch);
+    srv.watch = NULL;
     fg_log(FG_LOG_INFO, "stopped");
     status = 0;
 out:
     fg_metrics_set_extra(NULL, NULL);
     fg_admin_stop(srv.admin);
+    fg_watch_stop(srv.watch);
     fg_kcp_stop(srv.kcp);
     for (size_t w = 0; w < srv.nworkers; w++)
         worker_free(&srv.workers[w]);

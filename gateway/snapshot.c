@@ -98,10 +98,16 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
 struct fg_snapshot *fg_snapshot_load(const char *config_file, uint64_t generation,
                                      struct fg_fetcher *f, struct fg_errs *errs)
 {
+    struct fg_file_list files = {0};
+    fg_config_files_begin(&files);
     struct fg_config *cfg = fg_config_load(config_file, errs);
-    if (cfg == NULL)
-        return NULL;
-    return fg_snapshot_build(cfg, generation, f, errs);
+    struct fg_snapshot *s = cfg ? fg_snapshot_build(cfg, generation, f, errs) : NULL;
+    fg_config_files_end();
+    if (s)
+        s->files = files;
+    else
+        fg_file_list_free(&files);
+    return s;
 }
 
 int fg_snapshot_ready(const struct fg_snapshot *s)
@@ -162,6 +168,7 @@ static void snapshot_free(void *arg)
         fg_mint_free(s->mints[i]);
     free(s->mints);
     free(s->route_label);
+    fg_file_list_free(&s->files);
     fg_config_free(s->cfg);
     free(s);
 }

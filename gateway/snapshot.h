@@ -32,8 +32,9 @@ struct fg_snapshot {
     struct fg_wstype_rt *wstypes; /* per cfg->wstypes */
     struct fg_tokcache *tokcache; /* verified tokens; a reload starts a new, empty one */
     int any_authn; /* some route may authenticate (global or workspace-type authenticators) */
-    struct fg_mint **mints; /* per shard: identity translation, or NULL */
-    uint16_t *route_label;  /* per route: its metrics label slot (metrics.h) */
+    struct fg_mint **mints;    /* per shard: identity translation, or NULL */
+    uint16_t *route_label;     /* per route: its metrics label slot (metrics.h) */
+    struct fg_file_list files; /* every file its load read (reload.watchFiles) */
 };
 
 /*
