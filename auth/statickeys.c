@@ -368,6 +368,12 @@ struct statickeys_authn {
     struct fg_statickeys *ks;
 };
 
+/* "fgk_..." (frontgate hash-key's format): a public prefix, not a secret */
+static int key_format(const char *t, size_t n)
+{
+    return n > 4 && t[0] == 'f' && t[1] == 'g' && t[2] == 'k' && t[3] == '_';
+}
+
 static enum fg_authn_status keys_authenticate(struct fg_authn *a, const struct fg_credential *cred,
                                               struct fg_authn_result *res,
                                               struct fg_authn_waiter *waiter)
@@ -377,8 +383,13 @@ static enum fg_authn_status keys_authenticate(struct fg_authn *a, const struct f
     if (cred->bearer == NULL)
         return FG_AUTHN_NOT_MINE;
     const struct fg_identity *id = fg_statickeys_lookup(s->ks, cred->bearer, cred->bearer_len);
-    if (id == NULL)
-        return FG_AUTHN_NOT_MINE; /* a key we do not know may be another authenticator's token */
+    if (id == NULL) {
+        /* a key we do not know may be another authenticator's token; one in frontgate's own
+         * key format is worth saying so, if nobody else takes it */
+        if (key_format(cred->bearer, cred->bearer_len))
+            res->reason = "unknown API key";
+        return FG_AUTHN_NOT_MINE;
+    }
     res->identity = fg_identity_ref((struct fg_identity *)id);
     return FG_AUTHN_OK;
 }

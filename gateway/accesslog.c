@@ -1,6 +1,7 @@
 #include "accesslog.h"
 
 #include "exchange.h"
+#include "../auth/reason.h"
 #include "metrics.h"
 
 #include <event2/event.h>
@@ -109,6 +110,7 @@ static void text_line(struct fg_exchange *ex, struct fg_buf *bp, const struct ti
     if (r->reason) {
         fg_buf_adds(bp, " reason=");
         fg_buf_logval(bp, r->reason, strlen(r->reason));
+        fg_buf_printf(bp, " reason_code=%s", fg_reason_name(fg_reason_of(r->reason)));
     }
     const char *shard = shard_name(r);
     if (shard) {
@@ -168,8 +170,11 @@ static void json_line(struct fg_exchange *ex, struct fg_buf *bp, const struct ti
         json_field(bp, "user", r->identity->user, strlen(r->identity->user));
     if (r->authn)
         json_field(bp, "authenticator", r->authn, strlen(r->authn));
-    if (r->reason)
+    if (r->reason) {
         json_field(bp, "reason", r->reason, strlen(r->reason));
+        const char *code = fg_reason_name(fg_reason_of(r->reason));
+        json_field(bp, "reason_code", code, strlen(code));
+    }
     const char *proto = ex->ci->h2 ? "h2" : "http/1.1";
     json_field(bp, "protocol", proto, strlen(proto));
     fg_buf_adds(bp, "}\n");

@@ -160,13 +160,13 @@ void fg_metrics_upstream(struct fg_wmetrics *m, uint64_t dur_us)
         observe(m->upstream, &m->upstream_sum_us, dur_us);
 }
 
-void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, int success)
+void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason)
 {
 #ifdef FG_NO_METRICS
     m = NULL;
 #endif
-    if (m && authn < FG_METRIC_AUTHNS)
-        bump(&m->authn[authn][success ? 1 : 0], 1);
+    if (m && authn < FG_METRIC_AUTHNS && (unsigned)reason < FG_REASON_COUNT)
+        bump(&m->authn[authn][reason], 1);
 }
 
 void fg_metrics_reload(int ok, uint64_t gen)
@@ -269,18 +269,19 @@ void fg_metrics_render(struct fg_buf *b)
 
     head(b, "frontgate_authentication_attempts_total", "counter",
          "Authentication verdicts, by the authenticator that decided (none: no authenticator "
-         "took the credential) and result.");
+         "took the credential), result and reason (none for a success).");
     for (size_t a = 0; a < FG_METRIC_AUTHNS; a++)
-        for (int ok = 0; ok < 2; ok++) {
+        for (int why = 0; why < FG_REASON_COUNT; why++) {
             uint64_t n = 0;
             for (struct fg_wmetrics *m = workers; m; m = m->next)
-                n += get(&m->authn[a][ok]);
+                n += get(&m->authn[a][why]);
             if (n == 0)
                 continue;
             fg_buf_adds(b, "frontgate_authentication_attempts_total{authenticator=");
             fg_metrics_label(b, a < nauthn_labels ? authn_labels[a] : "other");
-            fg_buf_printf(b, ",result=\"%s\"} %llu\n", ok ? "success" : "failure",
-                          (unsigned long long)n);
+            fg_buf_printf(b, ",result=\"%s\",reason=\"%s\"} %llu\n",
+                          why == FG_REASON_NONE ? "success" : "failure",
+                          fg_reason_name((enum fg_reason)why), (unsigned long long)n);
         }
 
     head(b, "frontgate_config_reloads_total", "counter", "Configuration reloads, by result.");

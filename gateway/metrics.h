@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../auth/reason.h"
 #include "../config/base.h"
 
 #define FG_METRIC_ROUTES  64 /* route label slots; the last one is "other" */
@@ -30,9 +31,9 @@ struct fg_wmetrics {
     uint64_t duration_sum_us;
     uint64_t upstream[FG_METRIC_BUCKETS]; /* request head sent .. response head received */
     uint64_t upstream_sum_us;
-    uint64_t authn[FG_METRIC_AUTHNS][2]; /* [label][0: failure, 1: success] */
-    uint64_t streams_total;              /* watches and tunnels that ended */
-    struct fg_wmetrics *next;            /* the registry's list */
+    uint64_t authn[FG_METRIC_AUTHNS][FG_REASON_COUNT]; /* [label][reason; NONE: success] */
+    uint64_t streams_total;                            /* watches and tunnels that ended */
+    struct fg_wmetrics *next;                          /* the registry's list */
 };
 
 /* A new block for a worker (zeroed; counted from now on). Control thread, before it runs. */
@@ -47,7 +48,7 @@ uint16_t fg_metrics_authn_label(const char *name);
 void fg_metrics_request(struct fg_wmetrics *m, uint16_t route, int method, int status,
                         uint64_t dur_us, int long_lived);
 void fg_metrics_upstream(struct fg_wmetrics *m, uint64_t dur_us);
-void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, int success);
+void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason);
 
 /* Control thread: a reload's result (generation: the one serving after it). */
 void fg_metrics_reload(int ok, uint64_t generation);

@@ -107,7 +107,7 @@ static void auth_done(struct fg_exchange *ex, enum fg_union_verdict v)
     /* counted when some authenticator could have decided (not for pass-through requests) */
     if (r->identity || v != FG_UNION_ADMIT)
         fg_metrics_authn(ex->w->metrics, r->un.decider ? r->un.decider->label : 0,
-                         r->identity != NULL);
+                         r->identity ? FG_REASON_NONE : fg_reason_of(r->reason));
     switch (v) {
     case FG_UNION_ADMIT:
         forward(ex);

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from test_oidc import idp_factory, pki  # noqa: F401  (fixtures)
 from conftest import (
     WS_PATH,
     Frontgate,
@@ -149,9 +150,12 @@ def test_exact_deltas_for_a_known_mix_of_requests(env):
         sum(v for (n, _), v in before.items() if n == R)
     assert total == 10
     A = "frontgate_authentication_attempts_total"
-    assert d(A, authenticator="ops-keys", result="success") == 6  # 3 + the 403 + POST + DELETE
+    assert d(A, authenticator="ops-keys", result="success", reason="none") == 6  # + 403, POST, DELETE
     # a key nobody knows and no credentials: no authenticator decided
-    assert d(A, authenticator="none", result="failure") == 3
+    assert d(A, authenticator="none", result="failure", reason="unknown_key") == 2
+    assert d(A, authenticator="none", result="failure", reason="no_credentials") == 1
+    assert sum(v for (n, _), v in after.items() if n == A) - \
+        sum(v for (n, _), v in before.items() if n == A) == 9
     H = "frontgate_request_duration_seconds"
     assert d(H + "_count") == 10
     assert d(H + "_sum") > 0
@@ -235,3 +239,36 @@ def test_an_explicit_admin_address_in_use_stops_startup(shard, tmp_path):
         assert fg.proc.returncode != 0
     finally:
         s.close()
+
+
+def test_jwt_failures_are_counted_by_reason_as_the_log_says(idp_factory, pki, tmp_path):  # noqa: F811
+    from test_oidc import fg_config as oidc_config, jwt_entry, authenticator_yaml
+    idp = idp_factory()
+    shard_dir = tmp_path / "fg"
+    cfg = oidc_config("http://127.0.0.1:9", authenticator_yaml({"name": "corp-sso",
+                                                                  "jwt": jwt_entry(idp.issuer, pki)}))
+    fg = Frontgate(shard_dir, cfg).start()
+    try:
+        path = f"/clusters/{WS_PATH}/api"
+        tokens = {
+            "expired": idp.mint(expires_in=-120),
+            "wrong_audience": idp.mint({"aud": "someone-else"}),
+            "unknown_issuer": None,
+        }
+        other = idp_factory()
+        tokens["unknown_issuer"] = other.mint()
+        _, before = scrape(fg)
+        for reason, tok in tokens.items():
+            assert request(fg.port, "GET", path, headers=bearer(tok)).status == 401, reason
+            line = fg.wait_log(r"status=401 .*reason_code=" + reason).group(0)
+            assert tok not in line
+        _, after = scrape(fg)
+        A = "frontgate_authentication_attempts_total"
+        assert delta(before, after, A, authenticator="corp-sso", result="failure",
+                     reason="expired") == 1
+        assert delta(before, after, A, authenticator="corp-sso", result="failure",
+                     reason="wrong_audience") == 1
+        assert delta(before, after, A, authenticator="none", result="failure",
+                     reason="unknown_issuer") == 1
+    finally:
+        fg.stop()
