@@ -17,7 +17,8 @@
 //	      POST /delete/go                 sends the planned DELETED events, as fast as it can
 //	      GET  /delete                    when the first was sent, the last, and when the watch
 //	                                      writers had taken them all (unix ns)
-//	      POST /churn/start?rate=R        R events/s spread over the shards: ADDED (a new
+//	      POST /churn/start?rate=R        R events/s spread over the shards, sent every -tick
+//	                                      (10 ms) as they fall due: ADDED (a new
 //	                                      workspace), MODIFIED (a status change) and DELETED
 //	                                      (preferably one the churn added), a third each
 //	      POST /churn/stop                stops it; answers what was sent and how late it ran
@@ -53,6 +54,7 @@ type fake struct {
 	nextSnap atomic.Uint64
 	seed     uint64
 	target   *ws
+	tick     time.Duration // the churn's pacing
 
 	mu        sync.Mutex // the control's state below
 	plan      []*ws
@@ -161,6 +163,7 @@ func serve(args []string) {
 	logMax := fs.Int("log", 1<<18, "events kept per resource for watches that resume")
 	watchBuf := fs.Int("watch-buffer", 1<<17, "events queued per watch before it is ended as too slow")
 	seed := fs.Uint64("seed", 1, "names and samples")
+	tick := fs.Duration("tick", 10*time.Millisecond, "the churn sends what is due every tick")
 	baseURLs := fs.String("base-urls", "", "the Shards' baseURLs, comma-separated (default: each shard's own port)")
 	fs.Parse(args)
 	if *tokenFile == "" {
@@ -170,7 +173,8 @@ func serve(args []string) {
 	if err != nil {
 		die("serve: %v", err)
 	}
-	f := &fake{token: strings.TrimSpace(string(tok)), lean: *lean, logMax: *logMax, watchBuf: *watchBuf, seed: *seed}
+	f := &fake{token: strings.TrimSpace(string(tok)), lean: *lean, logMax: *logMax, watchBuf: *watchBuf, seed: *seed,
+		tick: *tick}
 	var lns []net.Listener
 	for i, p := range strings.Split(*ports, ",") {
 		ln, err := net.Listen("tcp", "127.0.0.1:"+p)
@@ -376,13 +380,14 @@ func (f *fake) control() http.Handler {
 	return mux
 }
 
-// churn: rate events a second, paced by a 1 ms ticker; event j goes to shard j mod shards and
-// is ADDED, MODIFIED or DELETED as j mod 3 says.
+// churn: rate events a second, what is due sent every tick (10 ms: fewer wakeups of the fake,
+// which shares the machine with what it measures); event j goes to shard j mod shards and is
+// ADDED, MODIFIED or DELETED as j mod 3 says.
 func (f *fake) churn(rate float64, stop chan struct{}, done chan churnStats) {
 	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
 	var st churnStats
 	t0 := time.Now()
-	tick := time.NewTicker(time.Millisecond)
+	tick := time.NewTicker(f.tick)
 	defer tick.Stop()
 	ns := int64(len(f.shards))
 	for {
