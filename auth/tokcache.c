@@ -34,6 +34,23 @@ struct fg_tokcache {
     struct stripe stripes[STRIPES];
 };
 
+/* Every cache's counts, for /metrics: relaxed atomics, taken inside a stripe's lock anyway. */
+static uint64_t stat_hits, stat_misses, stat_evictions;
+static int64_t stat_entries;
+
+static void stat_add(uint64_t *c)
+{
+    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+}
+
+void fg_tokcache_stats(uint64_t *hits, uint64_t *misses, uint64_t *evictions, int64_t *entries)
+{
+    *hits = __atomic_load_n(&stat_hits, __ATOMIC_RELAXED);
+    *misses = __atomic_load_n(&stat_misses, __ATOMIC_RELAXED);
+    *evictions = __atomic_load_n(&stat_evictions, __ATOMIC_RELAXED);
+    *entries = __atomic_load_n(&stat_entries, __ATOMIC_RELAXED);
+}
+
 static uint64_t key_hash(const unsigned char *key)
 {
     uint64_t h;
@@ -98,6 +115,7 @@ static int drop_entries(struct fg_tokcache *c, size_t budget)
             s->head = e->lru_next;
             entry_free(e);
             s->n--;
+            __atomic_sub_fetch(&stat_entries, 1, __ATOMIC_RELAXED);
             done++;
         }
         s->tail = NULL;
@@ -265,6 +283,7 @@ static void remove_entry(struct stripe *s, struct entry *e)
     *pp = e->hnext;
     lru_unlink(s, e);
     s->n--;
+    __atomic_sub_fetch(&stat_entries, 1, __ATOMIC_RELAXED);
     entry_free(e);
 }
 
@@ -285,7 +304,11 @@ struct fg_identity *fg_tokcache_get_until(struct fg_tokcache *c, const unsigned 
     struct entry *e = *slot_of(s, key);
     if (e && e->expires_ms <= now_ms) {
         remove_entry(s, e);
-    } else if (e) {
+        stat_add(&stat_misses);
+    } else if (e == NULL) {
+        stat_add(&stat_misses);
+    } else {
+        stat_add(&stat_hits);
         id = fg_identity_ref(e->id);
         *until = e->expires_ms;
         if (s->head != e) {
@@ -315,6 +338,7 @@ uint64_t fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct
         e->hnext = NULL;
         *pp = e;
         s->n++;
+        __atomic_add_fetch(&stat_entries, 1, __ATOMIC_RELAXED);
     } else {
         fg_identity_unref(e->id);
         lru_unlink(s, e);
@@ -322,8 +346,10 @@ uint64_t fg_tokcache_put(struct fg_tokcache *c, const unsigned char *key, struct
     e->id = fg_identity_ref(id);
     e->expires_ms = until;
     lru_push(s, e);
-    while (s->n > s->cap && s->tail)
+    while (s->n > s->cap && s->tail) {
         remove_entry(s, s->tail);
+        stat_add(&stat_evictions);
+    }
     if (s->cap == 0)
         until = 0; /* kept nowhere: nobody may reuse it either */
     pthread_mutex_unlock(&s->lock);

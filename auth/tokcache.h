@@ -40,6 +40,10 @@ void fg_tokcache_retire(struct fg_tokcache *c, struct fg_fetcher *f);
 /* Frees every cache still being retired; call once f is gone (its timers no longer run). */
 void fg_tokcache_retire_finish(void);
 
+/* Counts over every cache of the process (for /metrics): lookups that found a live entry, those
+ * that did not, entries pushed out by the capacity, and entries held now. */
+void fg_tokcache_stats(uint64_t *hits, uint64_t *misses, uint64_t *evictions, int64_t *entries);
+
 /* Computes the cache key for (authenticator, token, audiences). */
 void fg_tokcache_key(const struct fg_tokcache *c, const char *authn, const char *token,
                      size_t token_len, char *const *audiences, size_t naudiences,

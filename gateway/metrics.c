@@ -3,6 +3,7 @@
  */
 #include "metrics.h"
 
+#include "../auth/tokcache.h"
 #include "worker.h"
 
 #include <http_parser.h>
@@ -283,6 +284,21 @@ void fg_metrics_render(struct fg_buf *b)
                           why == FG_REASON_NONE ? "success" : "failure",
                           fg_reason_name((enum fg_reason)why), (unsigned long long)n);
         }
+
+    uint64_t hits, misses, evictions;
+    int64_t entries;
+    fg_tokcache_stats(&hits, &misses, &evictions, &entries);
+    head(b, "frontgate_token_cache_hits_total", "counter",
+         "Verified-token cache lookups that found a live entry (JWT, TokenReview).");
+    fg_buf_printf(b, "frontgate_token_cache_hits_total %llu\n", (unsigned long long)hits);
+    head(b, "frontgate_token_cache_misses_total", "counter",
+         "Verified-token cache lookups that found nothing live.");
+    fg_buf_printf(b, "frontgate_token_cache_misses_total %llu\n", (unsigned long long)misses);
+    head(b, "frontgate_token_cache_evictions_total", "counter",
+         "Entries pushed out of a verified-token cache by its size.");
+    fg_buf_printf(b, "frontgate_token_cache_evictions_total %llu\n", (unsigned long long)evictions);
+    head(b, "frontgate_token_cache_entries", "gauge", "Entries held by the verified-token caches.");
+    fg_buf_printf(b, "frontgate_token_cache_entries %lld\n", (long long)entries);
 
     head(b, "frontgate_config_reloads_total", "counter", "Configuration reloads, by result.");
     fg_buf_printf(b, "frontgate_config_reloads_total{result=\"success\"} %llu\n",

@@ -272,3 +272,25 @@ def test_jwt_failures_are_counted_by_reason_as_the_log_says(idp_factory, pki, tm
                      reason="unknown_issuer") == 1
     finally:
         fg.stop()
+
+
+def test_the_token_cache_counts_hits_misses_and_entries(idp_factory, pki, tmp_path):  # noqa: F811
+    from test_oidc import fg_config as oidc_config, jwt_entry, authenticator_yaml
+    idp = idp_factory()
+    cfg = oidc_config("http://127.0.0.1:9", authenticator_yaml({"name": "corp-sso",
+                                                                  "jwt": jwt_entry(idp.issuer, pki)}))
+    fg = Frontgate(tmp_path / "fg", cfg).start()
+    try:
+        tok = idp.mint()
+        path = f"/clusters/{WS_PATH}/api"
+        fg.wait_log(r"frontgate ready: /readyz answers 200", timeout=10)  # the issuer's keys are in
+        _, before = scrape(fg)
+        for _ in range(3):  # fresh connections: no per-connection memo, the cache answers
+            assert request(fg.port, "GET", path, headers=bearer(tok)).status == 502  # no shard
+        _, after = scrape(fg)
+        assert delta(before, after, "frontgate_token_cache_misses_total") == 1
+        assert delta(before, after, "frontgate_token_cache_hits_total") == 2
+        assert delta(before, after, "frontgate_token_cache_entries") == 1
+        assert delta(before, after, "frontgate_token_cache_evictions_total") == 0
+    finally:
+        fg.stop()
