@@ -3,7 +3,8 @@
 #   make demo    build and run `frontgate demo` (ARGS="--listen 127.0.0.1:18080 --tls-listen ...")
 #   make install build and install frontgate into $(PREFIX)/bin (PREFIX=/usr/local)
 #   make test    build (normal, ASan+UBSan, TSan) and run every test
-#   make bench   run the side-by-side benchmark against nginx and HAProxy
+#   make bench   run the side-by-side benchmark against nginx and HAProxy, and the index live
+#                from kcp against tests/bench/kcpfake (needs go; BENCH_ONLY=k for that alone)
 #   make bench-jwt   JWT verification and token-cache speed against OpenSSL's own, and minting
 #                against libjwt
 #   make soak    SOAK_SECONDS (600) of mixed traffic and reloads; RSS and fds must stay flat
