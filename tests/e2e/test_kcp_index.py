@@ -524,3 +524,22 @@ def test_per_shard_state_is_in_the_metrics(kcp, fg):
     assert val(s, "frontgate_kcp_logical_clusters", shard="root") == 3
     assert val(s, "frontgate_kcp_index_lag_seconds_count") > lag_before
     assert val(s, "frontgate_kcp_last_seen_timestamp_seconds", **shard) > 1.7e9
+
+
+def test_a_configured_shard_of_a_kcp_shards_name_keeps_kcps_workspaces_out(kcp, tmp_path):
+    other = KcpShard()
+    extra = f"""shards: [{{name: root, url: "{other.url}"}}]
+workspaces: [{{cluster: static1, path: "root:static", shard: root}}]
+"""
+    f = Frontgate(tmp_path / "fg", config(kcp.url, extra), files={"kcp.token": "t\n"}).start()
+    try:
+        f.wait_log(r"kcp shard root: baseURL \S+ a shard of that name is configured; its "
+                   r"workspaces answer 403 until that changes")
+        f.wait_log(r"kcp: every shard has synced")
+        assert status(f, "/clusters/root:org/api") == 403  # kcp's, on kcp's Shard "root"
+        r = request(f.port, "GET", "/clusters/root:static/api")  # the file's, on its own "root"
+        assert r.status == 200 and r.json()["path"] == "/clusters/static1/api"
+        assert other.forwarded == ["/clusters/static1/api"] and kcp.forwarded == []
+    finally:
+        f.stop()
+        other.stop()
