@@ -11,7 +11,7 @@
 #   make test-interop   frontgate in front of real peers: kube-apiserver + etcd, the Iceberg REST
 #                catalog with PyIceberg and DuckDB, Keycloak, kcp, h2spec (INTEROP="kube iceberg"
 #                for some)
-.PHONY: all build demo install uninstall test test-quick test-interop bench bench-jwt fuzz check-format format clean
+.PHONY: all build demo install uninstall test test-quick test-interop bench bench-jwt bench-metrics fuzz check-format format clean
 
 PREFIX ?= /usr/local
 ARGS ?=
@@ -52,6 +52,11 @@ test-interop: build
 bench:
 	@.ci/install-deps bench
 	@tests/bench/run
+	@tests/bench/metrics-cost
+
+bench-metrics:
+	@.ci/install-deps bench
+	@tests/bench/metrics-cost
 
 bench-jwt:
 	@.ci/install-deps bench-jwt

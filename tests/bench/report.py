@@ -64,7 +64,7 @@ def ratio(a, b):
 
 
 S = {k: stats("main", k) for k in
-     ("fg-a", "fg-a-log", "fg-b", "fg-c", "nginx", "haproxy", "nginx-c", "haproxy-c")}
+     ("fg-a", "fg-a-log", "fg-a-nom", "fg-b", "fg-c", "nginx", "haproxy", "nginx-c", "haproxy-c")}
 R = {k: stats("rate", k) for k in ("nginx", "fg-a", "fg-b", "haproxy")}
 E = {k: stats("e", k) for k in ("small", "big")}
 F = stats("f", "fg-b")
@@ -88,6 +88,7 @@ for r in runs:  # h2load says what it negotiated
 
 NAMES = {
     "fg-a": "frontgate (staticKeys)", "fg-a-log": "frontgate (staticKeys, access log on)",
+    "fg-a-nom": "frontgate (staticKeys, -Dmetrics=false)",
     "fg-b": "frontgate (jwt, cached)", "fg-c": "frontgate (jwt, no cache help)",
     "nginx": "nginx plain proxy", "haproxy": "HAProxy jwt_verify", "nginx-c": "nginx plain proxy",
     "haproxy-c": "HAProxy jwt_verify",
@@ -142,6 +143,8 @@ p("-" * len(hdr))
 row("(a) static API key", NAMES["fg-a"], S["fg-a"])
 row("", NAMES["fg-a-log"], S["fg-a-log"],
     "" if ratio(S["fg-a-log"], S["fg-a"]) is None else f"{ratio(S['fg-a-log'], S['fg-a']):.2f}x of log off")
+row("", NAMES["fg-a-nom"], S["fg-a-nom"],
+    "" if ratio(S["fg-a"], S["fg-a-nom"]) is None else f"metrics on {ratio(S['fg-a'], S['fg-a-nom']):.3f}x of off")
 row("", NAMES["nginx"], S["nginx"], rtxt(S["fg-a"], S["nginx"]))
 row("", NAMES["haproxy"], S["haproxy"], rtxt(S["fg-a"], S["haproxy"]))
 row("(b) one JWT reused", NAMES["fg-b"], S["fg-b"])
@@ -280,6 +283,7 @@ def target(name, value, op, limit, unit="", fmtv="{:.2f}", skip=None):
 # ratios with three decimals: "1.00x MISS" (0.9985) would read as a contradiction
 target("(a) frontgate / nginx plain proxy", ratio(S["fg-a"], S["nginx"]), ">=", 1.0, "x", "{:.3f}")
 target("(a) frontgate / HAProxy jwt_verify", ratio(S["fg-a"], S["haproxy"]), ">=", 1.6, "x")
+target("(a) metrics on / off (-Dmetrics=false)", ratio(S["fg-a"], S["fg-a-nom"]), ">=", 0.97, "x", "{:.3f}")
 target("(b) frontgate / nginx plain proxy", ratio(S["fg-b"], S["nginx"]), ">=", 1.0, "x", "{:.3f}")
 target("(b) frontgate / HAProxy jwt_verify", ratio(S["fg-b"], S["haproxy"]), ">=", 1.6, "x")
 target("(c) frontgate / HAProxy jwt_verify", ratio(S["fg-c"], S["haproxy-c"]), ">=", 1.0, "x", "{:.3f}")
