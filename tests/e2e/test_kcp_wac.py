@@ -127,6 +127,26 @@ def env(idp_factory, pki, tmp_path):  # noqa: F811
     kcp.stop()
 
 
+@pytest.fixture
+def alone(idp_factory, pki, tmp_path):  # noqa: F811
+    """(idp, kcp, start): for the tests that start frontgate their own way; start(text, files)
+    starts one in tmp_path/fg; everything is stopped at teardown."""
+    idp = idp_factory()
+    kcp = new_kcp(idp, pki)
+    started = []
+
+    def start(text, files=None, wait=True):
+        f = Frontgate(tmp_path / f"fg{len(started)}", text, files={
+            "kcp.token": "t\n", "keys.txt": key_line("ops", new_key()) + "\n", **(files or {})})
+        started.append(f)
+        return f.start()
+
+    yield idp, kcp, start
+    for f in started:
+        f.stop()
+    kcp.stop()
+
+
 def test_a_wac_admits_its_issuers_users_in_its_types_workspaces_only(env):
     tok = env.idp.mint()
     st, user, groups, scopes, cname = env.who(TEAM, tok)
@@ -276,74 +296,52 @@ def test_tokens_never_reach_the_log(env):
     assert env.ops_key not in log and "watcher-token" not in log
 
 
-def test_a_kcp_without_wacs_keeps_readyz_503_and_says_why(idp_factory, pki, tmp_path):  # noqa: F811
-    idp = idp_factory()
-    kcp = new_kcp(idp, pki)
+def test_a_kcp_without_wacs_keeps_readyz_503_and_says_why(alone):
+    idp, kcp, start = alone
     kcp.not_served.add(WACS)
-    fg = Frontgate(tmp_path / "fg", fg_config(kcp.url),
-                   files={"kcp.token": "t\n", "keys.txt": key_line("ops", new_key()) + "\n"})
-    fg.start()
-    try:
-        fg.wait_log(r"kcp shard root: workspaceauthenticationconfigurations: list answered HTTP "
-                    r"404: this kcp does not serve tenancy.kcp.io/v1alpha1 "
-                    r"workspaceauthenticationconfigurations \(index.fromKcp.workspaceAuthentication"
-                    r" needs kcp v0.30 or later\)")
-        assert request(fg.port, "GET", "/readyz").status == 503
-        # once kcp serves them, the next list syncs
-        kcp.not_served.clear()
-        fg.wait_log(r"kcp: every shard has synced", timeout=10)
-        assert request(fg.port, "GET", "/readyz").status == 200
-    finally:
-        fg.stop()
-        kcp.stop()
+    fg = start(fg_config(kcp.url))
+    fg.wait_log(r"kcp shard root: workspaceauthenticationconfigurations: list answered HTTP "
+                r"404: this kcp does not serve tenancy.kcp.io/v1alpha1 "
+                r"workspaceauthenticationconfigurations \(index.fromKcp.workspaceAuthentication"
+                r" needs kcp v0.30 or later\)")
+    assert request(fg.port, "GET", "/readyz").status == 503
+    # once kcp serves them, the next list syncs
+    kcp.not_served.clear()
+    fg.wait_log(r"kcp: every shard has synced", timeout=10)
+    assert request(fg.port, "GET", "/readyz").status == 200
 
 
-def test_without_the_option_kcp_types_are_not_watched(idp_factory, pki, tmp_path):  # noqa: F811
-    idp = idp_factory()
-    kcp = new_kcp(idp, pki)
-    fg = Frontgate(tmp_path / "fg", fg_config(kcp.url, wac_on=False),
-                   files={"kcp.token": "t\n", "keys.txt": key_line("ops", new_key()) + "\n"})
-    fg.start()
-    try:
-        fg.wait_log(r"kcp: every shard has synced its logical clusters$")
-        assert kcp.lists[WACS] == 0 and kcp.lists[TYPES] == 0
-        assert request(fg.port, "GET", f"/clusters/{TEAM[0]}/api",
-                       headers=bearer(idp.mint())).status == 401
-    finally:
-        fg.stop()
-        kcp.stop()
+def test_without_the_option_kcp_types_are_not_watched(alone):
+    idp, kcp, start = alone
+    fg = start(fg_config(kcp.url, wac_on=False))
+    fg.wait_log(r"kcp: every shard has synced its logical clusters$")
+    assert kcp.lists[WACS] == 0 and kcp.lists[TYPES] == 0
+    assert request(fg.port, "GET", f"/clusters/{TEAM[0]}/api",
+                   headers=bearer(idp.mint())).status == 401
 
 
-def test_the_option_is_checked_and_cannot_change_on_reload(idp_factory, pki, tmp_path):  # noqa: F811
-    idp = idp_factory()
-    kcp = new_kcp(idp, pki)
+def test_the_option_is_checked_and_cannot_change_on_reload(alone, tmp_path):
+    idp, kcp, start = alone
     bad = fg_config(kcp.url).replace("workspaceAuthentication: true", "workspaceAuthentication: 1")
-    files = {"kcp.token": "t\n", "keys.txt": key_line("ops", new_key()) + "\n"}
     (tmp_path / "chk").mkdir()
-    for name, text in files.items():
-        (tmp_path / "chk" / name).write_text(text)
+    (tmp_path / "chk" / "kcp.token").write_text("t\n")
+    (tmp_path / "chk" / "keys.txt").write_text(key_line("ops", new_key()) + "\n")
     cpath = tmp_path / "chk" / "frontgate.yaml"
     cpath.write_text(bad)
     out = subprocess.run([FRONTGATE_BIN, "check", "-c", str(cpath)], capture_output=True, text=True)
     assert out.returncode != 0
     assert f"{cpath}:13:30: \"workspaceAuthentication\" must be true or false" in out.stderr, \
         out.stderr
-    fg = Frontgate(tmp_path / "fg", fg_config(kcp.url), files=files)
-    fg.start()
-    try:
-        fg.wait_log(r"kcp: every shard has synced")
-        fg.write("frontgate.yaml", fg_config(kcp.url, wac_on=False))
-        fg.hup(expect_ok=False)
-        assert "index.fromKcp (rootShard, watchTimeout, workspaceAuthentication) cannot be " \
-               "added, removed or changed on reload" in fg.log()
-    finally:
-        fg.stop()
-        kcp.stop()
+    fg = start(fg_config(kcp.url))
+    fg.wait_log(r"kcp: every shard has synced")
+    fg.write("frontgate.yaml", fg_config(kcp.url, wac_on=False))
+    fg.hup(expect_ok=False)
+    assert "index.fromKcp (rootShard, watchTimeout, workspaceAuthentication) cannot be " \
+           "added, removed or changed on reload" in fg.log()
 
 
-def test_a_config_workspace_type_of_the_same_name_wins(idp_factory, pki, tmp_path):  # noqa: F811
-    idp = idp_factory()
-    kcp = new_kcp(idp, pki)
+def test_a_config_workspace_type_of_the_same_name_wins(alone):
+    idp, kcp, start = alone
     team = new_key()
     cfg = fg_config(kcp.url).replace("authentication:\n", """  - name: team-keys
     staticKeys: {file: team.txt}
@@ -352,19 +350,11 @@ authentication:
   - name: root:org:with-oidc
     authenticators: [team-keys]
 """
-    fg = Frontgate(tmp_path / "fg", cfg, files={
-        "kcp.token": "t\n", "keys.txt": key_line("ops", new_key()) + "\n",
-        "team.txt": key_line("carol", team) + "\n"})
-    fg.start()
-    try:
-        fg.wait_log(r"kcp: every shard has synced")
-        path = f"/clusters/{TEAM[0]}/api"
-        assert request(fg.port, "GET", path, headers=bearer(team)).status == 200
-        assert request(fg.port, "GET", path,
-                       headers=bearer(idp.mint())).status == 401
-    finally:
-        fg.stop()
-        kcp.stop()
+    fg = start(cfg, files={"team.txt": key_line("carol", team) + "\n"})
+    fg.wait_log(r"kcp: every shard has synced")
+    path = f"/clusters/{TEAM[0]}/api"
+    assert request(fg.port, "GET", path, headers=bearer(team)).status == 200
+    assert request(fg.port, "GET", path, headers=bearer(idp.mint())).status == 401
 
 
 def test_the_wire_objects_are_what_kcp_lists(env):
