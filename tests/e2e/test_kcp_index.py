@@ -42,6 +42,16 @@ def lc(cluster, path=None, type_=None, phase="Ready", deleting=False):
             "status": {"phase": phase}}
 
 
+def reply(h, status, doc):
+    """A JSON answer with its length."""
+    body = json.dumps(doc).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def closed(sock):
     r, _, _ = select.select([sock], [], [], 0)
     if not r:
@@ -184,13 +194,8 @@ class KcpShard:
         resource = ("logicalclusters" if path == LC_PATH else "shards" if path == SHARD_PATH
                     else OBJ_PATHS.get(path))
         if resource in self.not_served:
-            body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                               "reason": "NotFound", "code": 404}).encode()
-            h.send_response(404)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
+            reply(h, 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404})
             return
         if resource is not None:
             cn = None
@@ -204,12 +209,7 @@ class KcpShard:
         if resource is None:
             self.forwarded.append(h.path)
             self.heads.append((h.path, list(h.headers.items())))
-            body = json.dumps({"path": h.path}).encode()
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
+            reply(h, 200, {"path": h.path})
             return
         if "watch=true" in query:
             self.watch_queries.append((resource, query))
@@ -258,12 +258,7 @@ class KcpShard:
                              for n, u in self.shards.items()]
                 doc = {"apiVersion": "core.kcp.io/v1alpha1", "kind": "List", "items": items,
                        "metadata": {"continue": "", "resourceVersion": str(self.rv)}}
-        body = json.dumps(doc).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
+        reply(h, status, doc)
 
 
 @pytest.fixture
