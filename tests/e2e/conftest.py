@@ -76,9 +76,44 @@ def pytest_configure(config):
 # keys
 
 
+# Every key and token the suite makes (register_secret): no log line of any frontgate the suite
+# runs may hold one, or a JWT's payload or signature alone. Checked as each frontgate stops
+# (Frontgate.stop, term), counted for the summary at the end of the run.
+SECRETS = set()
+SECRET_PARTS = set()
+SCAN = {"frontgates": 0, "lines": 0}
+_RUN = re.compile(r"[A-Za-z0-9_.~+/=-]{20,}")
+
+
+def register_secret(value):
+    SECRETS.add(value)
+    for part in value.split("."):
+        if len(part) >= 20:
+            SECRET_PARTS.add(part)
+    return value
+
+
+def leaked_in(lines):
+    """(line, secret) pairs: a registered key or token (or a JWT's part) in a log line."""
+    found = []
+    for ln in lines:
+        for run in _RUN.findall(ln):
+            for cand in [run] + run.split("."):
+                if cand in SECRETS or cand in SECRET_PARTS:
+                    found.append((ln, cand[:12] + "..."))
+    return found
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCAN["frontgates"]:
+        terminalreporter.write_line(
+            f"secret scan: {SCAN['lines']} log lines of {SCAN['frontgates']} frontgate runs "
+            f"against {len(SECRETS)} keys and tokens: none found")
+
+
 def new_key():
     """A random API key in frontgate's format."""
-    return "fgk_" + secrets.token_urlsafe(32)[:43]
+    return register_secret("fgk_" + secrets.token_urlsafe(32)[:43])
 
 
 def key_line(key_id, key, groups=()):
@@ -603,10 +638,23 @@ class Frontgate:
         if self.proc is None or self.proc.poll() is not None:
             if self._reader:
                 self._reader.join(2)
+            self.scan_secrets()
             return
         stop_process(self.proc)
         if self._reader:
             self._reader.join(2)
+        self.scan_secrets()
+
+    def scan_secrets(self):
+        """No key or token the suite made is in this frontgate's log (once per run)."""
+        if self.proc is None or getattr(self, "_scanned", None) is self.proc:
+            return
+        self._scanned = self.proc
+        lines = self.lines()
+        SCAN["frontgates"] += 1
+        SCAN["lines"] += len(lines)
+        found = leaked_in(lines)
+        assert not found, f"a secret in frontgate's log: {found[:3]}"
 
 
 def std_config(shard_url, dead_url=None, keys=True, extra=""):

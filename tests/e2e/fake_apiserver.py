@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import conftest
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -149,6 +151,13 @@ _SIGNING_KEY = None
 
 def make_jwt(claims, kid="sa-key-1"):
     """An RS256 JWT with the given claims (signed with a key nobody verifies: the API server decides)."""
+    # the e2e suite's secret scan; the interop suite loads this file beside its own conftest
+    register = getattr(conftest, "register_secret", None)
+    token = _make_jwt(claims, kid)
+    return register(token) if register else token
+
+
+def _make_jwt(claims, kid):
     global _SIGNING_KEY
     if _SIGNING_KEY is None:
         _SIGNING_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

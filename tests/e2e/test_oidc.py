@@ -279,7 +279,7 @@ class Idp:
             req["kid"] = kid
         if expires_in is not None:
             req["expiresIn"] = expires_in
-        return self.call("mint", **req)["token"]
+        return conftest.register_secret(self.call("mint", **req)["token"])
 
     def _hold_port(self, port):
         """Binds the port without listening: connections to it are refused."""
