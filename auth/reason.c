@@ -62,6 +62,8 @@ static const struct {
     {"token review: not authenticated (cached)", FG_REASON_REVIEW_DENIED},
     {"token review: audiences do not intersect", FG_REASON_REVIEW_DENIED},
     {"token review unavailable", FG_REASON_REVIEW_UNAVAILABLE},
+    {"token review refused our request", FG_REASON_REVIEW_UNAVAILABLE},
+    {"token review: authenticator stopped", FG_REASON_REVIEW_UNAVAILABLE},
     {"system usernames are not admitted", FG_REASON_SYSTEM_USER},
     {"identity contains characters not allowed in a header", FG_REASON_UNSAFE_IDENTITY},
 };

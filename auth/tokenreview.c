@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #define BACKOFF_FIRST_MS 200
@@ -26,7 +27,42 @@ struct flight {
     uint64_t deadline_ms;
     uint64_t backoff_ms;
     uint64_t reuse_until_ms; /* the positive cache entry's expiry (fetcher clock) */
+    uint64_t sent_us;        /* the review in flight went out (for the latency metric) */
 };
+
+/* TokenReview calls of every authenticator, for /metrics (fetcher thread; relaxed atomics). */
+static uint64_t calls[FG_TR_RESULTS], lat_buckets[FG_TR_BUCKETS], lat_sum_us;
+static const double lat_bounds[FG_TR_BUCKETS - 1] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                     0.1,   0.25,   0.5,   1,    2.5};
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void count_call(enum fg_tr_result r, uint64_t us)
+{
+    __atomic_add_fetch(&calls[r], 1, __ATOMIC_RELAXED);
+    double s = (double)us / 1e6;
+    int i = 0;
+    while (i < FG_TR_BUCKETS - 1 && s > lat_bounds[i])
+        i++;
+    __atomic_add_fetch(&lat_buckets[i], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&lat_sum_us, us, __ATOMIC_RELAXED);
+}
+
+void fg_tokenreview_stats(struct fg_tr_stats *s)
+{
+    for (int i = 0; i < FG_TR_RESULTS; i++)
+        s->calls[i] = __atomic_load_n(&calls[i], __ATOMIC_RELAXED);
+    for (int i = 0; i < FG_TR_BUCKETS; i++) {
+        s->buckets[i] = __atomic_load_n(&lat_buckets[i], __ATOMIC_RELAXED);
+        s->bounds[i] = i < FG_TR_BUCKETS - 1 ? lat_bounds[i] : 0;
+    }
+    s->sum_us = __atomic_load_n(&lat_sum_us, __ATOMIC_RELAXED);
+}
 
 struct tr_authn {
     struct fg_authn base;
@@ -187,11 +223,15 @@ struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
 }
 
 /* The API server's answer: a decision is cached, a malformed body is not; wakes everyone. */
-static void decided(struct flight *fl, const char *body, size_t len)
+static void decided(struct flight *fl, const char *body, size_t len, uint64_t took_us)
 {
     struct tr_authn *tr = fl->tr;
     const char *why = NULL;
     struct fg_identity *id = fg_tokenreview_parse(body, len, tr->cfg, tr->base.name, &why);
+    count_call(id                        ? FG_TR_AUTHENTICATED
+               : why == malformed_review ? FG_TR_MALFORMED
+                                         : FG_TR_DENIED,
+               took_us);
     uint64_t now = tr->f->now_ms(tr->f);
     if (id) {
         fl->reuse_until_ms = fg_tokcache_put(tr->pos, fl->key, id, 0, now);
@@ -230,10 +270,12 @@ static void on_review(void *arg, const struct fg_fetch_resp *r)
         land(fl, FG_AUTHN_REJECTED, NULL, "token review: authenticator stopped");
         return;
     }
+    uint64_t took = fl->sent_us ? mono_us() - fl->sent_us : 0;
     if (r->status == 200 || r->status == 201) {
-        decided(fl, r->body, r->body_len);
+        decided(fl, r->body, r->body_len, took);
         return;
     }
+    count_call(r->status ? FG_TR_HTTP_ERROR : FG_TR_UNREACHABLE, took);
     int transient = r->status == 0 || r->status == 429 || r->status >= 500;
     uint64_t now = tr->f->now_ms(tr->f);
     if (transient && now + fl->backoff_ms < fl->deadline_ms) {
@@ -316,6 +358,7 @@ static void send_review(struct flight *fl)
     req.timeout_ms = fl->deadline_ms > now ? fl->deadline_ms - now : 1;
     req.max_response = MAX_RESPONSE;
     __atomic_add_fetch(&tr->busy, 1, __ATOMIC_RELAXED);
+    fl->sent_us = mono_us();
     tr->f->fetch(tr->f, &req, on_review, fl);
     OPENSSL_cleanse(body, req.body_len);
     free(body);

@@ -43,4 +43,22 @@ struct fg_identity *fg_tokenreview_parse(const char *body, size_t len,
                                          const struct fg_tokenreview_cfg *cfg, const char *authn,
                                          const char **why);
 
+/* TokenReview calls of every tokenReview authenticator (each attempt), for /metrics. */
+enum fg_tr_result {
+    FG_TR_AUTHENTICATED,
+    FG_TR_DENIED,
+    FG_TR_MALFORMED,   /* 200 with a body that is not a TokenReview */
+    FG_TR_HTTP_ERROR,  /* any other status */
+    FG_TR_UNREACHABLE, /* no answer */
+    FG_TR_RESULTS
+};
+#define FG_TR_BUCKETS 12 /* the last is +Inf */
+struct fg_tr_stats {
+    uint64_t calls[FG_TR_RESULTS];
+    uint64_t buckets[FG_TR_BUCKETS]; /* per bucket, not cumulative */
+    double bounds[FG_TR_BUCKETS];    /* seconds; the last unused (+Inf) */
+    uint64_t sum_us;
+};
+void fg_tokenreview_stats(struct fg_tr_stats *s);
+
 #endif

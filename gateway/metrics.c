@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include "../auth/tokcache.h"
+#include "../auth/tokenreview.h"
 #include "worker.h"
 
 #include <http_parser.h>
@@ -299,6 +300,33 @@ void fg_metrics_render(struct fg_buf *b)
     fg_buf_printf(b, "frontgate_token_cache_evictions_total %llu\n", (unsigned long long)evictions);
     head(b, "frontgate_token_cache_entries", "gauge", "Entries held by the verified-token caches.");
     fg_buf_printf(b, "frontgate_token_cache_entries %lld\n", (long long)entries);
+
+    static const char *const tr_results[FG_TR_RESULTS] = {"authenticated", "denied", "malformed",
+                                                          "http_error", "unreachable"};
+    struct fg_tr_stats tr;
+    fg_tokenreview_stats(&tr);
+    head(b, "frontgate_tokenreview_requests_total", "counter",
+         "TokenReview calls to API servers (each attempt), by result.");
+    uint64_t trn = 0;
+    for (int i = 0; i < FG_TR_RESULTS; i++) {
+        fg_buf_printf(b, "frontgate_tokenreview_requests_total{result=\"%s\"} %llu\n",
+                      tr_results[i], (unsigned long long)tr.calls[i]);
+    }
+    head(b, "frontgate_tokenreview_duration_seconds", "histogram",
+         "Time from a TokenReview sent to its answer.");
+    for (int i = 0; i < FG_TR_BUCKETS; i++) {
+        trn += tr.buckets[i];
+        if (i < FG_TR_BUCKETS - 1)
+            fg_buf_printf(b, "frontgate_tokenreview_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                          tr.bounds[i], (unsigned long long)trn);
+        else
+            fg_buf_printf(b, "frontgate_tokenreview_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                          (unsigned long long)trn);
+    }
+    fg_buf_printf(b,
+                  "frontgate_tokenreview_duration_seconds_sum %.6f\n"
+                  "frontgate_tokenreview_duration_seconds_count %llu\n",
+                  (double)tr.sum_us / 1e6, (unsigned long long)trn);
 
     head(b, "frontgate_config_reloads_total", "counter", "Configuration reloads, by result.");
     fg_buf_printf(b, "frontgate_config_reloads_total{result=\"success\"} %llu\n",

@@ -573,3 +573,28 @@ def test_reviewed_identity_with_control_characters_is_401(tr, shard, field):
     assert_unauthorized(r)
     assert log_reason(line) == "identity contains characters not allowed in a header", line
     assert shard.snapshot() == []
+
+
+def test_reviews_are_counted_by_result_with_their_latency(tr):
+    from test_metrics import delta, scrape
+    fg, api, _ = tr
+    good, bad, refused = sa_token("ns", "good"), sa_token("ns", "bad"), sa_token("ns", "refused")
+    api.allow(good, sa_user("ns", "good"))
+    api.allow(refused, sa_user("ns", "refused"))
+    api.fail(1, code=403, token=refused)
+    _, before = scrape(fg)
+    assert call(fg, good)[0].status == 200
+    assert call(fg, good)[0].status == 200  # cached: no second call
+    r, line = call(fg, bad)
+    assert_unauthorized(r)
+    assert "reason_code=review_denied" in line, line
+    r, line = call(fg, refused)
+    assert "reason_code=review_unavailable" in line, line
+    _, after = scrape(fg)
+    T = "frontgate_tokenreview_requests_total"
+    assert delta(before, after, T, result="authenticated") == 1
+    assert delta(before, after, T, result="denied") == 1
+    assert delta(before, after, T, result="http_error") == 1
+    assert delta(before, after, "frontgate_tokenreview_duration_seconds_count") == 3
+    assert delta(before, after, "frontgate_tokenreview_duration_seconds_sum") > 0
+    assert api.calls() == 3

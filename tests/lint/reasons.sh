@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.." || exit 2
 # statements assigning *why, reason or res->reason/u->reason (joined up to their ';'), their
 # string literals; and the named reason constants
 sentences=$(awk '
-    /(\*why|\*reason|->reason|[^_]reason) = / { stmt = $0; while (stmt !~ /;/ && (getline line) > 0) stmt = stmt line; print stmt; next }
+    /(\*why|\*reason|->reason|[^_]reason) = |land\(fl, FG_AUTHN_REJECTED/ { stmt = $0; while (stmt !~ /;/ && (getline line) > 0) stmt = stmt line; print stmt; next }
     /static const char [a-z_]*reason\[\] = / { print }
 ' auth/jwt.c auth/jwtauthn.c auth/statickeys.c auth/tokenreview.c auth/identity.c auth/union.c | grep -oE '"([^"\\]|\\.)*"' | sort -u)
 missing=""
