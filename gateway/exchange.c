@@ -347,7 +347,7 @@ int fg_ex_up_head(struct fg_exchange *ex, const struct fg_resp_head *h)
     r->resp_started = 1;
     if (r->t_up_us) {
         r->up_us = fg_now_us() - r->t_up_us;
-        fg_metrics_upstream(ex->w->metrics, r->up_us);
+        fg_metrics_upstream(ex->w->metrics, r->snap->shard_label[r->match.shard], r->up_us);
     }
     ex->state = EX_STREAMING;
     ex->ops->head(ex, h);

@@ -32,6 +32,8 @@ static struct fg_wmetrics *workers;
 static char *route_labels[FG_METRIC_ROUTES];
 static size_t nroute_labels;
 static char *authn_labels[FG_METRIC_AUTHNS];
+static char *shard_labels[FG_METRIC_SHARDS];
+static size_t nshard_labels;
 static size_t nauthn_labels;
 static uint64_t reloads[2], generation, last_success_s, start_s;
 static fg_metrics_extra_fn extra_fn;
@@ -86,6 +88,12 @@ uint16_t fg_metrics_route_label(const char *prefix)
 static const char *route_name(size_t r)
 {
     return r < nroute_labels ? route_labels[r] : r == FG_METRIC_ROUTES - 1 ? "none" : "other";
+}
+
+/* Shard slots: the names (config shards and kcp's Shards), then "other". */
+uint16_t fg_metrics_shard_label(const char *name)
+{
+    return label(shard_labels, &nshard_labels, FG_METRIC_SHARDS - 1, name);
 }
 
 /* Authenticator slots: "none" (nobody took the credential), the names, then "other". */
@@ -153,13 +161,15 @@ void fg_metrics_request(struct fg_wmetrics *m, uint16_t route, int method, int s
         observe(m->duration, &m->duration_sum_us, dur_us);
 }
 
-void fg_metrics_upstream(struct fg_wmetrics *m, uint64_t dur_us)
+void fg_metrics_upstream(struct fg_wmetrics *m, uint16_t shard, uint64_t dur_us)
 {
 #ifdef FG_NO_METRICS
     m = NULL;
 #endif
     if (m)
-        observe(m->upstream, &m->upstream_sum_us, dur_us);
+        observe(m->upstream[shard < FG_METRIC_SHARDS ? shard : FG_METRIC_SHARDS - 1],
+                &m->upstream_sum_us[shard < FG_METRIC_SHARDS ? shard : FG_METRIC_SHARDS - 1],
+                dur_us);
 }
 
 void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason)
@@ -259,10 +269,35 @@ void fg_metrics_render(struct fg_buf *b)
               "counted in frontgate_streams_total instead).",
               offsetof(struct fg_wmetrics, duration),
               offsetof(struct fg_wmetrics, duration_sum_us));
-    histogram(b, "frontgate_upstream_duration_seconds",
-              "Time from the request sent to a shard to the shard's response head.",
-              offsetof(struct fg_wmetrics, upstream),
-              offsetof(struct fg_wmetrics, upstream_sum_us));
+    head(b, "frontgate_upstream_duration_seconds", "histogram",
+         "Time from the request sent to a shard to the shard's response head, by shard.");
+    for (size_t sh = 0; sh < FG_METRIC_SHARDS; sh++) {
+        uint64_t acc = 0, sum = 0, total = 0;
+        for (struct fg_wmetrics *m = workers; m; m = m->next)
+            for (int i = 0; i < FG_METRIC_BUCKETS; i++)
+                total += get(&m->upstream[sh][i]);
+        if (total == 0)
+            continue;
+        const char *name = sh < nshard_labels ? shard_labels[sh] : "other";
+        for (int i = 0; i < FG_METRIC_BUCKETS; i++) {
+            for (struct fg_wmetrics *m = workers; m; m = m->next)
+                acc += get(&m->upstream[sh][i]);
+            fg_buf_adds(b, "frontgate_upstream_duration_seconds_bucket{shard=");
+            fg_metrics_label(b, name);
+            if (i < FG_METRIC_BUCKETS - 1)
+                fg_buf_printf(b, ",le=\"%g\"} %llu\n", bounds[i], (unsigned long long)acc);
+            else
+                fg_buf_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)acc);
+        }
+        for (struct fg_wmetrics *m = workers; m; m = m->next)
+            sum += get(&m->upstream_sum_us[sh]);
+        fg_buf_adds(b, "frontgate_upstream_duration_seconds_sum{shard=");
+        fg_metrics_label(b, name);
+        fg_buf_printf(
+            b, "} %.6f\nfrontgate_upstream_duration_seconds_count{shard=", (double)sum / 1e6);
+        fg_metrics_label(b, name);
+        fg_buf_printf(b, "} %llu\n", (unsigned long long)acc);
+    }
     head(b, "frontgate_streams_total", "counter", "Watches and tunnels that ended.");
     uint64_t streams = 0;
     for (struct fg_wmetrics *m = workers; m; m = m->next)

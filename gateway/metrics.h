@@ -24,13 +24,15 @@
 #define FG_METRIC_METHODS 8
 #define FG_METRIC_CODES   24
 #define FG_METRIC_BUCKETS 18
+#define FG_METRIC_SHARDS  32 /* shard label slots; the last one is "other" */
 
 struct fg_wmetrics {
     uint64_t requests[FG_METRIC_ROUTES][FG_METRIC_METHODS][FG_METRIC_CODES];
     uint64_t duration[FG_METRIC_BUCKETS]; /* per bucket (not cumulative); the last is +Inf */
     uint64_t duration_sum_us;
-    uint64_t upstream[FG_METRIC_BUCKETS]; /* request head sent .. response head received */
-    uint64_t upstream_sum_us;
+    /* request head sent .. response head received, per shard label */
+    uint64_t upstream[FG_METRIC_SHARDS][FG_METRIC_BUCKETS];
+    uint64_t upstream_sum_us[FG_METRIC_SHARDS];
     uint64_t authn[FG_METRIC_AUTHNS][FG_REASON_COUNT]; /* [label][reason; NONE: success] */
     uint64_t streams_total;                            /* watches and tunnels that ended */
     struct fg_wmetrics *next;                          /* the registry's list */
@@ -42,12 +44,13 @@ struct fg_wmetrics *fg_metrics_worker(void);
 /* Label slots (control thread). Returns the same slot for the same text, for the process. */
 uint16_t fg_metrics_route_label(const char *prefix);
 uint16_t fg_metrics_authn_label(const char *name);
+uint16_t fg_metrics_shard_label(const char *name);
 
 /* A finished request. route: its slot (FG_METRIC_ROUTES - 1 when none); method: http-parser's
  * enum; dur_us: total time; long_lived: a watch or tunnel (kept out of the duration). */
 void fg_metrics_request(struct fg_wmetrics *m, uint16_t route, int method, int status,
                         uint64_t dur_us, int long_lived);
-void fg_metrics_upstream(struct fg_wmetrics *m, uint64_t dur_us);
+void fg_metrics_upstream(struct fg_wmetrics *m, uint16_t shard, uint64_t dur_us);
 void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason);
 
 /* Control thread: a reload's result (generation: the one serving after it). */

@@ -76,6 +76,9 @@ struct fg_snapshot *fg_snapshot_build(struct fg_config *cfg, uint64_t generation
     s->route_label = fg_calloc(cfg->nroutes + 1, sizeof(uint16_t));
     for (size_t i = 0; i < cfg->nroutes; i++)
         s->route_label[i] = fg_metrics_route_label(cfg->routes[i].prefix);
+    s->shard_label = fg_calloc(cfg->nshards + 1, sizeof(uint16_t));
+    for (size_t i = 0; i < cfg->nshards; i++)
+        s->shard_label[i] = fg_metrics_shard_label(cfg->shards[i].name);
     if (errs->n != before) {
         fg_snapshot_unref(s);
         return NULL;
@@ -168,6 +171,7 @@ static void snapshot_free(void *arg)
         fg_mint_free(s->mints[i]);
     free(s->mints);
     free(s->route_label);
+    free(s->shard_label);
     fg_file_list_free(&s->files);
     fg_config_free(s->cfg);
     free(s);

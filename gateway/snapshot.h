@@ -34,6 +34,7 @@ struct fg_snapshot {
     int any_authn; /* some route may authenticate (global or workspace-type authenticators) */
     struct fg_mint **mints;    /* per shard: identity translation, or NULL */
     uint16_t *route_label;     /* per route: its metrics label slot (metrics.h) */
+    uint16_t *shard_label;     /* per shard: likewise */
     struct fg_file_list files; /* every file its load read (reload.watchFiles) */
 };
 
