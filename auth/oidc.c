@@ -312,8 +312,49 @@ static void schedule(struct fg_oidc *o, uint64_t ms)
     o->f->after(o->f, ms, on_timer, t);
 }
 
+/* ---- fetch counts, by issuer (for /metrics; every provider of an issuer together) ---------- */
+
+#define STAT_ISSUERS 128 /* beyond: "other" */
+static struct issuer_stat {
+    char *issuer;
+    uint64_t n[2][2]; /* [0 discovery, 1 JWKS][0 failure, 1 success] */
+} stats[STAT_ISSUERS + 1];
+static size_t nstats;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void count_fetch(const struct fg_oidc *o, int jwks, int ok)
+{
+    pthread_mutex_lock(&stats_lock);
+    size_t i = 0;
+    while (i < nstats && strcmp(stats[i].issuer, o->issuer) != 0)
+        i++;
+    if (i == nstats && nstats < STAT_ISSUERS)
+        stats[nstats++].issuer = fg_strdup(o->issuer);
+    else if (i == nstats)
+        i = STAT_ISSUERS; /* the "other" row */
+    stats[i].n[jwks][ok]++;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+void fg_oidc_stats(fg_oidc_stat_fn fn, void *arg)
+{
+    static const char *const kinds[2] = {"discovery", "jwks"};
+    pthread_mutex_lock(&stats_lock);
+    for (size_t i = 0; i <= STAT_ISSUERS; i++) {
+        if (i >= nstats && i != STAT_ISSUERS)
+            continue;
+        for (int k = 0; k < 2; k++)
+            for (int ok = 0; ok < 2; ok++)
+                if (stats[i].n[k][ok])
+                    fn(arg, i < nstats ? stats[i].issuer : "other", kinds[k], ok,
+                       stats[i].n[k][ok]);
+    }
+    pthread_mutex_unlock(&stats_lock);
+}
+
 static void fetch_failed(struct fg_oidc *o, const char *what, const char *why)
 {
+    count_fetch(o, strcmp(what, "discovery") != 0, 0);
     o->failures++;
     pthread_mutex_lock(&o->lock);
     size_t have = o->keys ? o->keys->n : 0;
@@ -370,6 +411,7 @@ static void on_jwks(void *arg, const struct fg_fetch_resp *r)
         fetch_failed(o, "JWKS fetch", why);
         return;
     }
+    count_fetch(o, 1, 1);
     pthread_mutex_lock(&o->lock);
     struct fg_keyset *old = o->keys;
     o->keys = ks;
@@ -444,6 +486,7 @@ static void on_discovery(void *arg, const struct fg_fetch_resp *r)
         fetch_failed(o, "discovery", why);
         return;
     }
+    count_fetch(o, 0, 1);
     free(o->jwks_uri);
     o->jwks_uri = jwks;
     fetch(o, o->jwks_uri, ACCEPT_JWKS, on_jwks);

@@ -59,6 +59,12 @@ int fg_oidc_park(struct fg_oidc *o, struct fg_authn_waiter *w, uint64_t now_ms);
  */
 void fg_oidc_shutdown(void);
 
+/* Discovery and JWKS fetches so far, by issuer (every provider of it; after 128 issuers,
+ * "other"), kind ("discovery", "jwks") and result: fn once per non-zero count. */
+typedef void (*fg_oidc_stat_fn)(void *arg, const char *issuer, const char *kind, int success,
+                                uint64_t n);
+void fg_oidc_stats(fg_oidc_stat_fn fn, void *arg);
+
 /*
  * Reads an OpenID Provider configuration body[0..len) as discovery does: its jwks_uri (a new
  * string, caller frees) when the document is a JSON object whose "issuer" equals issuer exactly

@@ -3,6 +3,7 @@
  */
 #include "metrics.h"
 
+#include "../auth/oidc.h"
 #include "../auth/tokcache.h"
 #include "../auth/tokenreview.h"
 #include "worker.h"
@@ -237,6 +238,15 @@ static void histogram(struct fg_buf *b, const char *name, const char *help, size
                   (unsigned long long)acc);
 }
 
+static void oidc_row(void *arg, const char *issuer, const char *kind, int success, uint64_t n)
+{
+    struct fg_buf *b = arg;
+    fg_buf_adds(b, "frontgate_jwks_fetches_total{issuer=");
+    fg_metrics_label(b, issuer);
+    fg_buf_printf(b, ",kind=\"%s\",result=\"%s\"} %llu\n", kind, success ? "success" : "failure",
+                  (unsigned long long)n);
+}
+
 void fg_metrics_render(struct fg_buf *b)
 {
     init_once();
@@ -335,6 +345,10 @@ void fg_metrics_render(struct fg_buf *b)
     fg_buf_printf(b, "frontgate_token_cache_evictions_total %llu\n", (unsigned long long)evictions);
     head(b, "frontgate_token_cache_entries", "gauge", "Entries held by the verified-token caches.");
     fg_buf_printf(b, "frontgate_token_cache_entries %lld\n", (long long)entries);
+
+    head(b, "frontgate_jwks_fetches_total", "counter",
+         "OIDC discovery and JWKS fetches, by issuer, kind and result.");
+    fg_oidc_stats(oidc_row, b);
 
     static const char *const tr_results[FG_TR_RESULTS] = {"authenticated", "denied", "malformed",
                                                           "http_error", "unreachable"};

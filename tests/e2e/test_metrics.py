@@ -301,3 +301,25 @@ def test_the_token_cache_counts_hits_misses_and_entries(idp_factory, pki, tmp_pa
         assert delta(before, after, "frontgate_token_cache_evictions_total") == 0
     finally:
         fg.stop()
+
+
+def test_discovery_and_jwks_fetches_are_counted_by_issuer(idp_factory, pki, tmp_path):  # noqa: F811
+    from test_oidc import fg_config as oidc_config, jwt_entry, authenticator_yaml
+    up, down = idp_factory(), idp_factory(down=True)
+    auths = authenticator_yaml({"name": "corp-sso", "jwt": jwt_entry(up.issuer, pki)}) + \
+        authenticator_yaml({"name": "down-sso", "jwt": jwt_entry(down.issuer, pki)})
+    fg = Frontgate(tmp_path / "fg", oidc_config("http://127.0.0.1:9", auths)).start()
+    try:
+        def counts():
+            s = scrape(fg)[1]
+            return lambda iss, kind, result: val(s, "frontgate_jwks_fetches_total", issuer=iss,
+                                                 kind=kind, result=result)
+        from test_kcp_index import eventually
+        eventually(lambda: counts()(up.issuer, "jwks", "success") >= 1, "the keys fetched")
+        eventually(lambda: counts()(down.issuer, "discovery", "failure") >= 1, "a failed discovery",
+                   timeout=10)
+        c = counts()
+        assert c(up.issuer, "discovery", "success") >= 1
+        assert c(down.issuer, "discovery", "success") == 0 and c(down.issuer, "jwks", "success") == 0
+    finally:
+        fg.stop()
