@@ -55,11 +55,8 @@ static const char *stamp(time_t now)
     return text;
 }
 
-/* A watch (?watch=true or =1) or a tunnel: a stream, not a request with a duration. */
-static int long_lived(const struct fg_req *r)
+int fg_req_is_watch(const struct fg_req *r)
 {
-    if (r->status == 101)
-        return 1;
     const char *q = r->match.query;
     size_t n = r->match.query_len;
     for (size_t i = 0; q && i + 6 <= n; i++)
@@ -191,8 +188,11 @@ void fg_access_log(struct fg_exchange *ex)
     uint16_t route = FG_METRIC_ROUTES - 1;
     if (r->snap && r->match.route)
         route = r->snap->route_label[r->match.route - r->snap->cfg->routes];
+    if (r->stream_kind)
+        fg_metrics_stream(ex->w->metrics, r->stream_kind - 1, -1);
     fg_metrics_request(ex->w->metrics, route, r->msg.first_len ? (int)r->line.method : -1,
-                       r->status, r->t_start_us ? fg_now_us() - r->t_start_us : 0, long_lived(r));
+                       r->status, r->t_start_us ? fg_now_us() - r->t_start_us : 0,
+                       r->status == 101 || fg_req_is_watch(r));
     if (!snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
         return;
     struct fg_worker *w = ex->w;

@@ -19,6 +19,9 @@ struct fg_exchange;
 struct fg_worker;
 
 void fg_access_log(struct fg_exchange *ex);
+struct fg_req;
+/* A watch: ?watch=true or =1 (kept out of the request duration, counted as an open stream). */
+int fg_req_is_watch(const struct fg_req *r);
 /* The worker's batch: set up before its loop runs; flushed and freed after it stops. */
 void fg_access_log_init(struct fg_worker *w);
 void fg_access_log_free(struct fg_worker *w);

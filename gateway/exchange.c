@@ -345,6 +345,10 @@ int fg_ex_up_head(struct fg_exchange *ex, const struct fg_resp_head *h)
         return -1; /* a switch nobody asked for */
     r->status = h->status;
     r->resp_started = 1;
+    if (h->status == 101 || fg_req_is_watch(r)) {
+        r->stream_kind = h->status == 101 ? 2 : 1;
+        fg_metrics_stream(ex->w->metrics, r->stream_kind - 1, 1);
+    }
     if (r->t_up_us) {
         r->up_us = fg_now_us() - r->t_up_us;
         fg_metrics_upstream(ex->w->metrics, r->snap->shard_label[r->match.shard], r->up_us);

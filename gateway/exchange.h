@@ -86,6 +86,7 @@ struct fg_req {
     uint64_t t_auth_us; /* authentication began; then how long it took (auth_us) */
     uint64_t auth_us;
     uint64_t bytes_in;   /* request body bytes from the client */
+    int stream_kind;     /* counted in frontgate_open_streams: 1 a watch, 2 a tunnel */
     char request_id[65]; /* the client's X-Request-Id when it is a short token, else ours */
     int retried;
     int up_h1;             /* protocol auto: the shard chose HTTP/1.1 by ALPN */

@@ -11,6 +11,7 @@
  * writes it out.
  */
 #include "h2up.h"
+#include "metrics.h"
 
 #include "exchange.h"
 #include "sanitize.h"
@@ -28,6 +29,7 @@
 
 struct fg_h2up {
     struct fg_worker *w;
+    uint16_t mlabel; /* its shard's metrics label */
     struct bufferevent *bev;
     nghttp2_session *ng;
     struct fg_snapshot *snap; /* the snapshot whose requests it carries */
@@ -577,6 +579,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t err, void 
 
 static void conn_free(struct fg_h2up *c)
 {
+    fg_metrics_upconn(c->w->metrics, c->mlabel, 1, -1);
     free(c->touched);
     if (c->kick)
         event_free(c->kick);
@@ -896,6 +899,8 @@ static struct fg_h2up *conn_new(struct fg_worker *w, struct fg_snapshot *snap, u
         return NULL;
     }
     c->w = w;
+    c->mlabel = snap->shard_label[shard];
+    fg_metrics_upconn(w->metrics, c->mlabel, 1, 1);
     c->bev = bev;
     c->snap = fg_snapshot_ref(snap);
     c->shard = shard;

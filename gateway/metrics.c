@@ -173,6 +173,19 @@ void fg_metrics_upstream(struct fg_wmetrics *m, uint16_t shard, uint64_t dur_us)
                 dur_us);
 }
 
+void fg_metrics_stream(struct fg_wmetrics *m, int kind, int delta)
+{
+    if (m)
+        bump(&m->open_streams[kind ? 1 : 0], (uint64_t)(int64_t)delta);
+}
+
+void fg_metrics_upconn(struct fg_wmetrics *m, uint16_t shard, int h2, int delta)
+{
+    if (m)
+        bump(&m->upconns[shard < FG_METRIC_SHARDS ? shard : FG_METRIC_SHARDS - 1][h2 ? 1 : 0],
+             (uint64_t)(int64_t)delta);
+}
+
 void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason)
 {
 #ifdef FG_NO_METRICS
@@ -313,6 +326,28 @@ void fg_metrics_render(struct fg_buf *b)
     for (struct fg_wmetrics *m = workers; m; m = m->next)
         streams += get(&m->streams_total);
     fg_buf_printf(b, "frontgate_streams_total %llu\n", (unsigned long long)streams);
+    head(b, "frontgate_open_streams", "gauge", "Watches and tunnels being relayed now.");
+    for (int k = 0; k < 2; k++) {
+        uint64_t n = 0;
+        for (struct fg_wmetrics *m = workers; m; m = m->next)
+            n += get(&m->open_streams[k]);
+        fg_buf_printf(b, "frontgate_open_streams{kind=\"%s\"} %lld\n", k ? "tunnel" : "watch",
+                      (long long)(int64_t)n);
+    }
+    head(b, "frontgate_upstream_connections", "gauge",
+         "Connections to shards, by shard and protocol.");
+    for (size_t sh = 0; sh < FG_METRIC_SHARDS; sh++)
+        for (int p = 0; p < 2; p++) {
+            uint64_t n = 0;
+            for (struct fg_wmetrics *m = workers; m; m = m->next)
+                n += get(&m->upconns[sh][p]);
+            if (n == 0)
+                continue;
+            fg_buf_adds(b, "frontgate_upstream_connections{shard=");
+            fg_metrics_label(b, sh < nshard_labels ? shard_labels[sh] : "other");
+            fg_buf_printf(b, ",protocol=\"%s\"} %lld\n", p ? "h2" : "http/1.1",
+                          (long long)(int64_t)n);
+        }
 
     head(b, "frontgate_authentication_attempts_total", "counter",
          "Authentication verdicts, by the authenticator that decided (none: no authenticator "

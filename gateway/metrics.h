@@ -35,7 +35,9 @@ struct fg_wmetrics {
     uint64_t upstream_sum_us[FG_METRIC_SHARDS];
     uint64_t authn[FG_METRIC_AUTHNS][FG_REASON_COUNT]; /* [label][reason; NONE: success] */
     uint64_t streams_total;                            /* watches and tunnels that ended */
-    struct fg_wmetrics *next;                          /* the registry's list */
+    uint64_t open_streams[2];              /* gauges (two's complement sums): watches, tunnels */
+    uint64_t upconns[FG_METRIC_SHARDS][2]; /* gauges: shard connections, [HTTP/1.1, HTTP/2] */
+    struct fg_wmetrics *next;              /* the registry's list */
 };
 
 /* A new block for a worker (zeroed; counted from now on). Control thread, before it runs. */
@@ -51,6 +53,10 @@ uint16_t fg_metrics_shard_label(const char *name);
 void fg_metrics_request(struct fg_wmetrics *m, uint16_t route, int method, int status,
                         uint64_t dur_us, int long_lived);
 void fg_metrics_upstream(struct fg_wmetrics *m, uint16_t shard, uint64_t dur_us);
+/* Gauges: a watch (kind 0) or tunnel (1) opens (+1) or ends (-1); a shard connection of
+ * protocol h2 (0: HTTP/1.1, 1: HTTP/2) opens or closes. */
+void fg_metrics_stream(struct fg_wmetrics *m, int kind, int delta);
+void fg_metrics_upconn(struct fg_wmetrics *m, uint16_t shard, int h2, int delta);
 void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason);
 
 /* Control thread: a reload's result (generation: the one serving after it). */

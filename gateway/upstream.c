@@ -6,6 +6,7 @@
  * nothing here puts a deadline on a response.
  */
 #include "upstream.h"
+#include "metrics.h"
 
 #include "exchange.h"
 #include "h2up.h"
@@ -171,6 +172,8 @@ static const http_parser_settings resp_settings = {
 
 static void up_free(struct fg_upconn *u)
 {
+    if (u->counted)
+        fg_metrics_upconn(u->w->metrics, u->mlabel, 0, -1);
     fg_buf_free(&u->msg.raw);
     free(u->msg.hdrs);
     free(u);
@@ -681,6 +684,9 @@ void fg_up_acquire(struct fg_exchange *ex, uint32_t shard)
     u->w = w;
     u->bev = bev;
     u->shard = shard;
+    u->mlabel = snap->shard_label[shard];
+    u->counted = 1;
+    fg_metrics_upconn(w->metrics, u->mlabel, 0, 1);
     u->snap = fg_snapshot_ref(snap);
     u->state = UP_CONNECTING;
     u->eager = snap->shard_ctx[shard] == NULL;

@@ -31,6 +31,8 @@ struct fg_h2up;
 struct fg_upconn {
     struct fg_worker *w;
     struct bufferevent *bev;
+    uint16_t mlabel; /* its shard's metrics label; counted: in frontgate_upstream_connections */
+    int counted;
     struct fg_exchange *ex; /* the exchange it serves while active */
     uint32_t shard;
     struct fg_snapshot *snap; /* the snapshot whose SSL_CTX made it */

@@ -128,6 +128,7 @@ def test_the_exposition_is_valid_and_names_the_build(env):
     assert val(s, "frontgate_process_start_time_seconds") > 1.7e9
 
 
+@pytest.mark.concurrency  # workers count while the control loop scrapes
 def test_exact_deltas_for_a_known_mix_of_requests(env):
     fg, key = env
     # a first request of each kind: the connections and label slots exist from here on
@@ -323,3 +324,25 @@ def test_discovery_and_jwks_fetches_are_counted_by_issuer(idp_factory, pki, tmp_
         assert c(down.issuer, "discovery", "success") == 0 and c(down.issuer, "jwks", "success") == 0
     finally:
         fg.stop()
+
+
+@pytest.mark.concurrency
+def test_open_watches_tunnels_and_shard_connections_are_gauges(env, shard):
+    import socket
+    fg, key = env
+    _, before = scrape(fg)
+    # a watch held open by the shard (the fake's .../watch streams chunks with a delay)
+    s = socket.create_connection(("127.0.0.1", fg.port))
+    s.sendall(f"GET /clusters/{WS_PATH}/api/v1/watch?watch=true&chunks=50&delay_ms=200 HTTP/1.1\r\n"
+              f"Host: a\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
+    assert s.recv(12).startswith(b"HTTP/1.1 200")
+    from test_kcp_index import eventually
+    eventually(lambda: val(scrape(fg)[1], "frontgate_open_streams", kind="watch") == 1, "counted")
+    _, during = scrape(fg)
+    assert val(during, "frontgate_upstream_connections", shard="shard-1", protocol="http/1.1") >= 1
+    s.close()
+    eventually(lambda: val(scrape(fg)[1], "frontgate_open_streams", kind="watch") == 0,
+               "the ended watch leaves the gauge")
+    _, after = scrape(fg)
+    assert delta(before, after, "frontgate_streams_total") == 1
+    assert val(after, "frontgate_open_streams", kind="tunnel") == 0
