@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "exchange.h"
 #include "http.h"
+#include "metrics.h"
 #include "sanitize.h"
 
 #include <nghttp2/nghttp2.h>
@@ -82,6 +83,7 @@ static void maybe_free(struct h2_stream *st)
     if (st->holds > 0 || !st->closed || !st->finished)
         return;
     TAILQ_REMOVE(&st->s->streams, st, link);
+    fg_metrics_h2_stream(st->ex.w->metrics, -1);
     evbuffer_free(st->in);
     evbuffer_free(st->out);
     fg_buf_free(&st->path);
@@ -375,6 +377,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     st->in = evbuffer_new();
     st->out = evbuffer_new();
     fg_ex_init(&st->ex, &h2_ops, st, &s->c->ci, s->c->w, &s->c->memo);
+    fg_metrics_h2_stream(s->c->w->metrics, 1);
     st->ex.req.t_start_us = fg_now_us();
     TAILQ_INSERT_TAIL(&s->streams, st, link);
     s->nactive++;

@@ -11,9 +11,9 @@
  * writes it out.
  */
 #include "h2up.h"
-#include "metrics.h"
 
 #include "exchange.h"
+#include "metrics.h"
 #include "sanitize.h"
 #include "upstream.h"
 

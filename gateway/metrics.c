@@ -179,6 +179,12 @@ void fg_metrics_stream(struct fg_wmetrics *m, int kind, int delta)
         bump(&m->open_streams[kind ? 1 : 0], (uint64_t)(int64_t)delta);
 }
 
+void fg_metrics_h2_stream(struct fg_wmetrics *m, int delta)
+{
+    if (m)
+        bump(&m->h2_streams, (uint64_t)(int64_t)delta);
+}
+
 void fg_metrics_upconn(struct fg_wmetrics *m, uint16_t shard, int h2, int delta)
 {
     if (m)
@@ -334,6 +340,11 @@ void fg_metrics_render(struct fg_buf *b)
         fg_buf_printf(b, "frontgate_open_streams{kind=\"%s\"} %lld\n", k ? "tunnel" : "watch",
                       (long long)(int64_t)n);
     }
+    head(b, "frontgate_http2_streams", "gauge", "Client HTTP/2 streams open, all workers.");
+    uint64_t h2n = 0;
+    for (struct fg_wmetrics *m = workers; m; m = m->next)
+        h2n += get(&m->h2_streams);
+    fg_buf_printf(b, "frontgate_http2_streams %lld\n", (long long)(int64_t)h2n);
     head(b, "frontgate_upstream_connections", "gauge",
          "Connections to shards, by shard and protocol.");
     for (size_t sh = 0; sh < FG_METRIC_SHARDS; sh++)

@@ -36,6 +36,7 @@ struct fg_wmetrics {
     uint64_t authn[FG_METRIC_AUTHNS][FG_REASON_COUNT]; /* [label][reason; NONE: success] */
     uint64_t streams_total;                            /* watches and tunnels that ended */
     uint64_t open_streams[2];              /* gauges (two's complement sums): watches, tunnels */
+    uint64_t h2_streams;                   /* gauge: client HTTP/2 streams open */
     uint64_t upconns[FG_METRIC_SHARDS][2]; /* gauges: shard connections, [HTTP/1.1, HTTP/2] */
     struct fg_wmetrics *next;              /* the registry's list */
 };
@@ -56,6 +57,7 @@ void fg_metrics_upstream(struct fg_wmetrics *m, uint16_t shard, uint64_t dur_us)
 /* Gauges: a watch (kind 0) or tunnel (1) opens (+1) or ends (-1); a shard connection of
  * protocol h2 (0: HTTP/1.1, 1: HTTP/2) opens or closes. */
 void fg_metrics_stream(struct fg_wmetrics *m, int kind, int delta);
+void fg_metrics_h2_stream(struct fg_wmetrics *m, int delta);
 void fg_metrics_upconn(struct fg_wmetrics *m, uint16_t shard, int h2, int delta);
 void fg_metrics_authn(struct fg_wmetrics *m, uint16_t authn, enum fg_reason reason);
 

@@ -6,10 +6,10 @@
  * nothing here puts a deadline on a response.
  */
 #include "upstream.h"
-#include "metrics.h"
 
 #include "exchange.h"
 #include "h2up.h"
+#include "metrics.h"
 #include "sanitize.h"
 #include "tls.h"
 

@@ -635,3 +635,20 @@ def test_reload_changing_announced_settings_sends_goaway_and_the_stream_finishes
         assert fresh.get(fresh.request("GET", f"{API}/x", h2env.auth()))["status"] == 200
     finally:
         fresh.close()
+
+
+def test_open_client_streams_are_a_gauge(h2env):
+    from test_metrics import scrape, val
+    from test_kcp_index import eventually
+    c = h2env.client()
+    try:
+        # a watch the fake shard keeps streaming: its stream stays open
+        sid = c.request("GET", f"{API}/watch?watch=true&chunks=40&delay_ms=200", h2env.auth())
+        c.wait(lambda: c.responses[sid]["status"] is not None)
+        eventually(lambda: val(scrape(h2env.fg)[1], "frontgate_http2_streams") == 1, "one open")
+        done = c.request("GET", f"{API}/pods", h2env.auth())
+        c.wait(lambda: c.done(done))
+        assert val(scrape(h2env.fg)[1], "frontgate_open_streams", kind="watch") == 1
+    finally:
+        c.close()
+    eventually(lambda: val(scrape(h2env.fg)[1], "frontgate_http2_streams") == 0, "all closed")
