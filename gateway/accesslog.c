@@ -190,9 +190,9 @@ void fg_access_log(struct fg_exchange *ex)
         route = r->snap->route_label[r->match.route - r->snap->cfg->routes];
     if (r->stream_kind)
         fg_metrics_stream(ex->w->metrics, r->stream_kind - 1, -1);
+    uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
     fg_metrics_request(ex->w->metrics, route, r->msg.first_len ? (int)r->line.method : -1,
-                       r->status, r->t_start_us ? fg_now_us() - r->t_start_us : 0,
-                       r->status == 101 || fg_req_is_watch(r));
+                       r->status, dur, r->stream_kind || r->status == 101 || fg_req_is_watch(r));
     if (!snap->cfg->access_log || !fg_log_enabled(FG_LOG_INFO))
         return;
     struct fg_worker *w = ex->w;
@@ -202,7 +202,6 @@ void fg_access_log(struct fg_exchange *ex)
         event_active(w->access_flush, EV_TIMEOUT, 1); /* after this pass's other events */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t dur = r->t_start_us ? fg_now_us() - r->t_start_us : 0;
     if (snap->cfg->access_log == FG_ACCESS_LOG_JSON)
         json_line(ex, bp, &ts, dur);
     else

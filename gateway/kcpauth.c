@@ -229,6 +229,22 @@ static int put_wac(struct fg_kcpauth *a, const char *shard, json_t *obj)
     return 1;
 }
 
+/* t already says what obj says (a resync, a status or label change): nothing to publish. */
+static int type_same(const struct wtype *t, const char *cluster, const char *shard, json_t *list)
+{
+    if (strcmp(t->cluster, cluster) != 0 || strcmp(t->shard, shard) != 0)
+        return 0;
+    size_t n = 0, i;
+    json_t *it;
+    json_array_foreach(list, i, it)
+    {
+        const char *ref = jstr(it, "name");
+        if (ref && *ref && (n >= t->nrefs || strcmp(t->refs[n++], ref) != 0))
+            return 0;
+    }
+    return n == t->nrefs;
+}
+
 static int put_type(struct fg_kcpauth *a, const char *shard, json_t *obj)
 {
     const char *cluster, *name;
@@ -238,6 +254,10 @@ static int put_type(struct fg_kcpauth *a, const char *shard, json_t *obj)
     json_t *list = json_object_get(json_object_get(obj, "spec"), "authenticationConfigurations");
     struct wtype **pp = find_type(a, key);
     struct wtype *t = *pp;
+    if (t && type_same(t, cluster, shard, list)) {
+        free(key);
+        return 0;
+    }
     if (t == NULL) {
         t = fg_calloc(1, sizeof(*t));
         t->key = key;

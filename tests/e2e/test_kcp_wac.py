@@ -363,3 +363,19 @@ def test_the_wire_objects_are_what_kcp_lists(env):
     assert env.kcp.open_watches(TYPES) == 1 and env.kcp.open_watches(WACS) == 1
     doc = json.loads(json.dumps(env.kcp.objs[WACS][(ORG[1], "oidc")]))
     assert doc["kind"] == "WorkspaceAuthenticationConfiguration"
+
+
+def test_a_workspacetype_resync_publishes_no_new_index(env):
+    from test_metrics import scrape, val
+    env.kcp.put_lc(lc("mark1cluster", "root:org:mark"))
+    eventually(lambda: request(env.fg.port, "GET", "/clusters/root:org:mark/api",
+                               headers=bearer(env.ops_key)).status == 200, "settled")
+    gen = val(scrape(env.fg)[1], "frontgate_kcp_index_generation")
+    same = wstype("with-oidc", ORG[1], ORG[0], "oidc")
+    same["metadata"]["labels"] = {"resynced": "yes"}
+    env.kcp.put_obj(TYPES, "with-oidc", same)
+    # an event after it proves it was read; only that one publishes
+    env.kcp.put_lc(lc("mark2cluster", "root:org:mark2"))
+    eventually(lambda: request(env.fg.port, "GET", "/clusters/root:org:mark2/api",
+                               headers=bearer(env.ops_key)).status == 200, "the later event")
+    assert val(scrape(env.fg)[1], "frontgate_kcp_index_generation") == gen + 1
